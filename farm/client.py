@@ -1,0 +1,389 @@
+"""``Farm``: the teammate API (SPEC §4). Submit, inspect, cancel, retry, wait, caps, pause, workers."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError, WatchError
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.serializers import JSONSerializer
+
+from renderers import Registry
+
+from . import audit, keys, outcomes
+from .caps import apply_changes, validate_changes
+from .config import FarmConfig, load_config
+from .connection import connect_redis, redact
+from .dispatch import renderer_env
+from .errors import FarmUnavailableError, InvalidJobError, InvalidTransitionError, JobNotFoundError
+from .jobinfo import farm_status, info_from_hash, text
+from .listing import list_job_ids
+from .models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, Priority, RendererStats, WorkerInfo
+from .placement import place_job, wait_reason
+from .state import THROUGHPUT_MINUTES, FarmState, read_state
+from .submit import JOB_ID_RE, QueueCache, build_spec, build_specs, enqueue_specs
+
+CANCEL_CONFIRM_SECONDS = 3.0
+
+
+def _check_id(job_id: Any) -> str:
+    if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+        raise InvalidJobError(f"not a valid job id: {job_id!r}")
+    return job_id
+
+
+def _check_priority(priority: Any) -> Priority:
+    try:
+        return Priority(priority)
+    except ValueError:
+        raise InvalidJobError(f"priority must be one of high, medium, low, got {priority!r}") from None
+
+
+class Farm:
+    """A handle on one farm (one Redis). Cheap to create; safe to share within a thread."""
+
+    def __init__(
+        self,
+        connection: Redis,
+        config: FarmConfig | None = None,
+        *,
+        url: str = "",
+        who: str | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.connection = connection
+        self.config = config or FarmConfig()
+        self.url = url
+        self.who = who or audit.default_who()
+        self.registry = registry or Registry(
+            self.config.renderers, self.config.plugins, renderer_env(self.config)
+        )
+        self._queues = QueueCache(connection)
+
+    @classmethod
+    def connect(
+        cls, url: str | None = None, *, config: FarmConfig | str | Path | None = None, who: str | None = None
+    ) -> Farm:
+        """URL, else ``$FARM_REDIS_URL``, else the config file; FarmUnavailableError within 3 s."""
+        cfg = config if isinstance(config, FarmConfig) else load_config(config)
+        resolved = url or cfg.redis_url()
+        return cls(connect_redis(resolved, cfg), cfg, url=resolved, who=who)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Farm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Farm({redact(self.url)!r})"
+
+    def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RedisError as exc:
+            raise FarmUnavailableError(f"{what}: Redis unavailable: {str(exc).splitlines()[0]}") from None
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        renderer: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        priority: Priority | str | None = None,
+        job_type: str | None = None,
+        name: str | None = None,
+        timeout: int | None = None,
+        max_retries: int | None = None,
+        job_id: str | None = None,
+    ) -> str:
+        """Validate (before any Redis write) and enqueue one render; returns its job id."""
+        spec = build_spec(
+            self.config,
+            self.registry,
+            renderer,
+            {} if params is None else params,
+            priority=priority,
+            job_type=job_type,
+            name=name,
+            timeout=timeout,
+            max_retries=max_retries,
+            job_id=job_id,
+        )
+        self._call("submit", enqueue_specs, self.connection, self._queues, self.config, [spec])
+        return spec.job_id
+
+    def submit_many(self, requests: Sequence[Mapping[str, Any]]) -> builtins.list[str]:
+        """Bulk submit, all-or-nothing: every request is validated before one pipelined write."""
+        specs = build_specs(self.config, self.registry, requests)
+        if specs:
+            self._call("submit_many", enqueue_specs, self.connection, self._queues, self.config, specs)
+        return [s.job_id for s in specs]
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _raw(self, job_id: str) -> dict[bytes, bytes]:
+        raw = self._call("get", self.connection.hgetall, keys.job(_check_id(job_id)))
+        if not raw:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return raw
+
+    def get(self, job_id: str) -> JobInfo:
+        info = info_from_hash(job_id, self._raw(job_id))
+        if info.status.terminal:
+            return info
+        return place_job(self.connection, self._state(), info)
+
+    def _state(self) -> FarmState:
+        return self._call("state", read_state, self.connection, self.config)
+
+    def list(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        priority: Priority | str | None = None,
+        renderer: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[JobInfo]:
+        """Newest first, one page read from Redis indexes (never every job)."""
+        try:
+            status_ = JobStatus(status) if status is not None else None
+        except ValueError:
+            raise InvalidJobError(f"unknown status {status!r}") from None
+        priority_ = _check_priority(priority) if priority is not None else None
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidJobError("limit must be an integer from 1 to 1000")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidJobError("offset must be a non-negative integer")
+        ids = self._call(
+            "list",
+            list_job_ids,
+            self.connection,
+            status=status_,
+            priority=priority_,
+            renderer=renderer,
+            limit=limit,
+            offset=offset,
+        )
+        with self.connection.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(keys.job(job_id))
+            raws = self._call("list", pipe.execute)
+        infos = [info_from_hash(job_id, raw) for job_id, raw in zip(ids, raws, strict=True) if raw]
+        if any(not i.status.terminal for i in infos):
+            state = self._state()
+            infos = [self._annotate(state, i) for i in infos]
+        return infos
+
+    def _annotate(self, state: FarmState, info: JobInfo) -> JobInfo:
+        if info.status is JobStatus.QUEUED:
+            return info.model_copy(
+                update={"wait_reason": wait_reason(state, info.priority, info.renderer, None)}
+            )
+        if info.status in (JobStatus.SCHEDULED, JobStatus.RUNNING):
+            return place_job(self.connection, state, info)
+        return info
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobInfo:
+        """Block until the job is finished, failed or canceled; TimeoutError after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            raw = self._raw(job_id)
+            if farm_status(raw).terminal:
+                return info_from_hash(job_id, raw)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"job {job_id} not done after {timeout}s (status {farm_status(raw).value})"
+                )
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            delay = min(delay * 1.5, 0.5)
+
+    # -- changing jobs -------------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """Queued/scheduled: never runs. Running: its process tree is killed (confirmed within ~2 s)."""
+        job_key = keys.job(_check_id(job_id))
+        with self.connection.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(job_key)
+                    raw = pipe.hgetall(job_key)
+                    if not raw:
+                        raise JobNotFoundError(f"no job {job_id!r}")
+                    status = farm_status(raw)
+                    if status.terminal:
+                        raise InvalidTransitionError(f"job {job_id} is already {status.value}")
+                    info = info_from_hash(job_id, raw)
+                    pipe.multi()
+                    if status is JobStatus.RUNNING:
+                        pipe.hset(job_key, keys.F_CANCEL, self.who)
+                    else:
+                        outcomes.remove_from_waiting(pipe, job_id, info.priority.value, info.renderer)
+                        outcomes.write_canceled(
+                            pipe,
+                            job_id,
+                            info.priority.value,
+                            self.config.retention.canceled,
+                            f"canceled by {self.who} before it ran",
+                        )
+                    audit.record(pipe, self.who, "cancel", job_id, f"was {status.value}")
+                    pipe.execute()
+                    break
+                except WatchError:
+                    continue
+                except RedisError as exc:
+                    raise FarmUnavailableError(f"cancel: Redis unavailable: {exc}") from None
+        if status is JobStatus.RUNNING:
+            # It may have ended meanwhile, or its worker died: the flag and the sweep cover those.
+            with contextlib.suppress(InvalidJobOperation, NoSuchJobError):
+                send_stop_job_command(self.connection, job_id, serializer=JSONSerializer)
+            deadline = time.monotonic() + CANCEL_CONFIRM_SECONDS
+            while time.monotonic() < deadline and not farm_status(self._raw(job_id)).terminal:
+                time.sleep(0.05)
+        return self.get(job_id)
+
+    def retry(self, job_id: str) -> JobInfo:
+        """A failed or canceled job goes back to its queue now; its attempt history is kept."""
+        job_key = keys.job(_check_id(job_id))
+        with self.connection.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(job_key)
+                    raw = pipe.hgetall(job_key)
+                    if not raw:
+                        raise JobNotFoundError(f"no job {job_id!r}")
+                    status = farm_status(raw)
+                    if status not in (JobStatus.FAILED, JobStatus.CANCELED):
+                        raise InvalidTransitionError(
+                            f"job {job_id} is {status.value}; only failed or canceled jobs can be retried"
+                        )
+                    priority = text(raw, keys.F_PRIORITY) or "medium"
+                    pipe.multi()
+                    outcomes.remove_from_ended(pipe, job_id, priority)
+                    outcomes.write_requeued(
+                        pipe,
+                        job_id,
+                        priority,
+                        front=False,
+                        fields={
+                            keys.F_RETRY_BASE: text(raw, keys.F_ATTEMPTS) or "0",
+                        },
+                    )
+                    audit.record(pipe, self.who, "retry", job_id, f"was {status.value}")
+                    pipe.execute()
+                    break
+                except WatchError:
+                    continue
+                except RedisError as exc:
+                    raise FarmUnavailableError(f"retry: Redis unavailable: {exc}") from None
+        return self.get(job_id)
+
+    def retry_all_failed(self) -> builtins.list[str]:
+        """Retry every failed job (the TUI's ``R``); returns the ids put back in line."""
+        retried = []
+        for info in self.list(status=JobStatus.FAILED, limit=1000):
+            try:
+                self.retry(info.id)
+                retried.append(info.id)
+            except (InvalidTransitionError, JobNotFoundError):
+                continue
+        return retried
+
+    # -- farm-wide -----------------------------------------------------------------------------
+
+    def caps(self) -> Caps:
+        state = self._state()
+        return state.caps
+
+    def set_caps(
+        self, *, total: int | None = None, renderers: Mapping[str, int | None] | None = None
+    ) -> Caps:
+        """Change the base caps live (windows still multiply them); in force within 1 s."""
+        changes = validate_changes(total, renderers)
+        if changes:
+            self._call("set_caps", apply_changes, self.connection, changes)
+            self._call(
+                "audit", audit.record, self.connection, self.who, "caps", None, audit.describe(changes)
+            )
+        return self.caps()
+
+    def pause(self, priority: Priority | str) -> None:
+        p = _check_priority(priority)
+        with self.connection.pipeline() as pipe:
+            pipe.sadd(keys.PAUSED, p.value)
+            audit.record(pipe, self.who, "pause", p.value)
+            self._call("pause", pipe.execute)
+
+    def resume(self, priority: Priority | str) -> None:
+        p = _check_priority(priority)
+        with self.connection.pipeline() as pipe:
+            pipe.srem(keys.PAUSED, p.value)
+            outcomes.wake(pipe)
+            audit.record(pipe, self.who, "resume", p.value)
+            self._call("resume", pipe.execute)
+
+    def paused(self) -> builtins.list[Priority]:
+        members = self._call("paused", self.connection.smembers, keys.PAUSED)
+        return [p for p in Priority if p.value.encode() in members]
+
+    def stats(self) -> FarmStats:
+        return stats_from_state(self._state())
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        from .workers import list_workers
+
+        return self._call("workers", list_workers, self.connection, self.config)
+
+    def audit_log(self, limit: int = 50) -> builtins.list[AuditEntry]:
+        return self._call("audit", audit.read, self.connection, limit)
+
+
+def stats_from_state(state: FarmState) -> FarmStats:
+    used = state.used_by_renderer
+    names = set(used) | set(state.caps.effective_renderers)
+    for bucket in state.buckets:
+        names.update(k.split(":", 1)[1] for k in bucket if ":" in k)
+    renderers = {
+        name: RendererStats(
+            running=used.get(name, 0),
+            cap=state.caps.effective_renderers.get(name),
+            avg_wait=state.average("wait", name),
+            avg_run=state.average("run", name),
+            finished_last_hour=int(state.bucket_sum(f"finished:{name}")),
+            failed_last_hour=int(state.bucket_sum(f"failed:{name}")),
+        )
+        for name in sorted(names)
+    }
+    busy = {slot.worker for slot in state.slots}
+    return FarmStats(
+        counts=state.counts(),
+        running=state.used_total,
+        running_by_renderer=dict(used),
+        caps=state.caps,
+        workers=len(state.workers_alive),
+        workers_busy=len(busy & set(state.workers_alive)),
+        scheduler_alive=(state.scheduler_age() or 1e9) < 15,
+        scheduler_heartbeat_age=state.scheduler_age(),
+        finished_last_hour=int(state.bucket_sum("finished")),
+        failed_last_hour=int(state.bucket_sum("failed")),
+        throughput_per_min=tuple(
+            int(b.get("finished", 0)) for b in reversed(state.buckets[:THROUGHPUT_MINUTES])
+        ),
+        avg_wait=state.average("wait"),
+        renderers=renderers,
+        paused=tuple(p for p in Priority if p.value in state.paused),
+    )

@@ -1,0 +1,58 @@
+"""Opening Redis connections: URL resolution, timeouts, passwords from env, clear failures."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from redis import Redis
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+
+from .config import FarmConfig
+from .errors import FarmUnavailableError
+
+SOCKET_TIMEOUT = 10.0  # seconds a command may take (workers block on the wake list for <= 1 s)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", url)
+
+
+def connect_redis(
+    url: str, config: FarmConfig, *, check: bool = True, socket_timeout: float | None = None
+) -> Redis:
+    """A client for ``url``; with ``check`` it pings and raises FarmUnavailableError when unreachable."""
+    password = os.environ.get(config.redis.password_env) if config.redis.password_env else None
+    kwargs: dict[str, object] = {
+        "socket_connect_timeout": config.redis.connect_timeout,
+        "socket_timeout": socket_timeout or SOCKET_TIMEOUT,
+        "health_check_interval": 30,
+    }
+    if password and "@" not in url:
+        kwargs["password"] = password
+    try:
+        connection = Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise FarmUnavailableError(f"bad Redis URL {redact(url)!r}: {exc}") from None
+    if check:
+        ping(connection, url)
+    return connection
+
+
+def ping(connection: Redis, url: str = "") -> float:
+    """Round-trip time in seconds; FarmUnavailableError with a one-line reason when it fails."""
+    import time
+
+    where = redact(url) if url else "Redis"
+    start = time.perf_counter()
+    try:
+        connection.ping()
+    except AuthenticationError:
+        raise FarmUnavailableError(f"Redis at {where} refused the password") from None
+    except ResponseError as exc:
+        raise FarmUnavailableError(f"Redis at {where}: {exc}") from None
+    except (RedisError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FarmUnavailableError(f"cannot reach Redis at {where}: {reason}") from None
+    return time.perf_counter() - start

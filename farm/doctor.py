@@ -1,0 +1,50 @@
+"""``farm doctor``: is Redis reachable, are workers and the scheduler alive, can each renderer run?"""
+
+from __future__ import annotations
+
+import click
+
+from .config import FarmConfig
+from .connection import connect_redis, redact
+from .dispatch import renderer_env
+from .errors import FarmError
+
+
+def run_doctor(config: FarmConfig) -> int:
+    """Print one line per check; returns the exit code (0 all good, 4 Redis down, 1 otherwise)."""
+    from renderers import Registry
+
+    problems = 0
+    url = config.redis_url()
+    try:
+        connection = connect_redis(url, config)
+    except FarmError as exc:
+        click.echo(f"FAIL redis      {exc}")
+        return 4
+    from .client import Farm
+
+    farm = Farm(connection, config, url=url)
+    stats = farm.stats()
+    click.echo(f"ok   redis      {redact(url)}")
+    status = "ok  " if stats.workers else "WARN"
+    problems += not stats.workers
+    click.echo(f"{status} workers    {stats.workers} alive ({stats.workers_busy} busy)")
+    status = "ok  " if stats.scheduler_alive else "WARN"
+    problems += not stats.scheduler_alive
+    age = stats.scheduler_heartbeat_age
+    click.echo(
+        f"{status} scheduler  "
+        + ("alive" if stats.scheduler_alive else "not running (retries and sweeps are stopped)")
+        + (f", last beat {age:.0f}s ago" if age is not None else "")
+    )
+    registry = Registry(config.renderers, config.plugins, renderer_env(config))
+    for name in registry.names():
+        try:
+            health = registry.get(name).doctor()
+        except Exception as exc:  # a broken plugin must not stop the report
+            click.echo(f"FAIL {name:<10} {type(exc).__name__}: {exc}")
+            problems += 1
+            continue
+        click.echo(f"{'ok  ' if health.ok else 'WARN'} {name:<10} {health.detail}")
+        problems += not health.ok
+    return 0 if problems == 0 else 1

@@ -1,0 +1,79 @@
+"""Every Redis key name the farm uses, spelled once.
+
+RQ's own keys (``rq:queue:<name>``, ``rq:job:<id>``, registries) are built by RQ; the few the Lua
+scripts touch directly are mirrored here and checked against RQ by a test.
+Farm fields stored inside RQ's job hash are prefixed ``farm_`` so they never collide with RQ's.
+"""
+
+from __future__ import annotations
+
+RQ_QUEUE = "rq:queue:"  # + priority name
+RQ_JOB = "rq:job:"  # + job id
+RQ_QUEUES_SET = "rq:queues"
+RQ_SCHEDULED = "rq:scheduler:scheduled_jobs"  # rq-scheduler's zset of job id -> unix time
+
+PREFIX = "farm:"
+CAPS = PREFIX + "caps"  # hash: total, r:<renderer>, windows
+SLOTS = PREFIX + "slots"  # hash: job id -> "renderer\tworker\tstarted_ts\tpriority"
+OWNER = PREFIX + "owner:"  # + job id: the dispatch token of the run that owns the job's slot
+SCHEDULED = PREFIX + "scheduled:"  # + priority: zset of job id -> retry time (mirrors rq-scheduler's)
+HELD = PREFIX + "held:"  # + renderer: zset of queued jobs held back by that renderer's cap
+HELD_RENDERERS = PREFIX + "held_renderers"  # set of renderers with a non-empty HELD zset
+SEQ = PREFIX + "seq"  # counter giving held jobs their place in line
+PAUSED = PREFIX + "paused"  # set of paused priority names
+WAKE = PREFIX + "wake"  # list: a token here wakes one idle worker
+JOBS = PREFIX + "jobs"  # zset: every job id -> submit time (newest-first listing)
+HEARTBEATS = PREFIX + "heartbeats"  # zset: worker name -> last heartbeat (unix time)
+WORKER = PREFIX + "worker:"  # + worker name: hash of farm-level worker facts
+SCHEDULER_HEARTBEAT = PREFIX + "scheduler:heartbeat"  # string: unix time of the last scheduler tick
+SWEEP_LOCK = PREFIX + "sweep:lock"
+STATS = PREFIX + "stats:"  # + minute bucket (unix minute): hash of counters
+AUDIT = PREFIX + "audit"  # list of JSON audit entries, newest first
+LOG = PREFIX + "log:"  # + job id: list, the job's log tail
+
+# Fields the farm keeps in RQ's job hash.
+F_RENDERER = "farm_renderer"
+F_PRIORITY = "farm_priority"
+F_JOB_TYPE = "farm_job_type"
+F_NAME = "farm_name"
+F_MAX_RETRIES = "farm_max_retries"
+F_ATTEMPTS = "farm_attempts"
+F_HISTORY = "farm_history"
+F_PROGRESS = "farm_progress"
+F_STAGE = "farm_stage"
+F_ERROR_KIND = "farm_error_kind"
+F_ERROR = "farm_error"
+F_RESULT = "farm_result"
+F_TOKEN = "farm_token"
+F_CANCEL = "farm_cancel"
+F_RETRY_AT = "farm_retry_at"
+F_RETRY_BASE = "farm_retry_base"  # attempts made before the last manual retry
+F_SUBMITTED = "farm_submitted"  # unix time of the first submit (enqueued_at moves on retry)
+
+
+def queue(priority: str) -> str:
+    return RQ_QUEUE + priority
+
+
+def job(job_id: str) -> str:
+    return RQ_JOB + job_id
+
+
+def owner(job_id: str) -> str:
+    return OWNER + job_id
+
+
+def scheduled(priority: str) -> str:
+    return SCHEDULED + priority
+
+
+def held(renderer: str) -> str:
+    return HELD + renderer
+
+
+def log(job_id: str) -> str:
+    return LOG + job_id
+
+
+def stats_bucket(minute: int) -> str:
+    return f"{STATS}{minute}"

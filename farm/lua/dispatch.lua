@@ -1,0 +1,169 @@
+-- dispatch.lua: atomically pick the best job a worker may start now and take its cap slot.
+--
+-- Order of preference: priority (high, medium, low), then place in line. A queued job whose
+-- renderer is at its cap is moved ("held") from its RQ queue into farm:held:<renderer>, scored
+-- by (priority rank, arrival order), so it keeps its place and never blocks the jobs behind it.
+-- When that renderer has a free slot again, its best held job competes with the queue heads;
+-- held jobs of a priority come before the queue head of the same priority (they were ahead).
+--
+-- Nothing starts while the total in use >= the effective total cap, or while a renderer's slots
+-- in use >= its effective cap: both are counted from farm:slots inside this script, so no
+-- interleaving of workers can exceed a cap.
+--
+-- ARGV: 1 worker name, 2 dispatch token, 3 now (unix seconds), 4 local minute of day,
+--       5 started_at (RQ's UTC format), 6 default total cap, 7 max jobs to hold in one call
+-- Returns {"ok", job_id, queue, field1, value1, ...} (the job hash), or {"", reason} where
+-- reason is "empty" (nothing queued), "blocked" (queued jobs exist but none may start) or
+-- "busy" (the hold budget ran out; call again).
+
+local worker, token, now = ARGV[1], ARGV[2], ARGV[3]
+local minute = tonumber(ARGV[4])
+local started_at = ARGV[5]
+local hold_budget = tonumber(ARGV[7])
+
+local BIG = 1e13
+local PRIOS = {'high', 'medium', 'low'}
+local SLOTS, CAPS, PAUSED = 'farm:slots', 'farm:caps', 'farm:paused'
+local HELD_SET, WAKE = 'farm:held_renderers', 'farm:wake'
+
+-- caps and the window in force
+local caps = {}
+local flat = redis.call('HGETALL', CAPS)
+for i = 1, #flat, 2 do caps[flat[i]] = flat[i + 1] end
+local mult = 1.0
+if caps['windows'] then
+    for s, e, m in string.gmatch(caps['windows'], '(%d+)-(%d+)-([%d%.]+)') do
+        s, e, m = tonumber(s), tonumber(e), tonumber(m)
+        local inside
+        if s <= e then inside = minute >= s and minute < e else inside = minute >= s or minute < e end
+        if inside then mult = m; break end
+    end
+end
+local function scaled(value) return math.floor(tonumber(value) * mult + 1e-9) end
+local total_cap = scaled(caps['total'] or ARGV[6])
+
+-- slots in use, per renderer and in total
+local used, used_total = {}, 0
+local slot_values = redis.call('HVALS', SLOTS)
+for _, v in ipairs(slot_values) do
+    local r = string.match(v, '^([^\t]*)')
+    used[r] = (used[r] or 0) + 1
+    used_total = used_total + 1
+end
+
+local function has_free_slot(r)
+    local c = caps['r:' .. r]
+    if c == nil then return true end
+    return (used[r] or 0) < scaled(c)
+end
+
+local paused = {}
+for _, p in ipairs(redis.call('SMEMBERS', PAUSED)) do paused[p] = true end
+
+local function anything_waiting()
+    for _, p in ipairs(PRIOS) do
+        if not paused[p] and redis.call('LLEN', 'rq:queue:' .. p) > 0 then return true end
+    end
+    return redis.call('SCARD', HELD_SET) > 0
+end
+
+if used_total >= total_cap then
+    if anything_waiting() then return {'', 'blocked'} end
+    return {'', 'empty'}
+end
+
+local best_score, best_id, best_renderer, best_source = nil, nil, nil, nil
+local function consider(score, id, renderer, source)
+    if best_score == nil or score < best_score then
+        best_score, best_id, best_renderer, best_source = score, id, renderer, source
+    end
+end
+
+-- queue heads: hold jobs whose renderer is full until an eligible head shows up
+local held_now = 0
+for rank, p in ipairs(PRIOS) do
+    if not paused[p] then
+        local qkey = 'rq:queue:' .. p
+        while true do
+            local id = redis.call('LINDEX', qkey, 0)
+            if not id then break end
+            local f = redis.call('HMGET', 'rq:job:' .. id, 'status', 'farm_renderer')
+            local status, r = f[1], f[2]
+            if not r and redis.call('EXISTS', 'rq:job:' .. id) == 1 then
+                consider(rank * BIG + BIG - 1, id, '', p) -- not a farm job: the worker refuses it
+                break
+            elseif status ~= 'queued' then
+                redis.call('LPOP', qkey) -- stale id: job gone or no longer queued
+            elseif has_free_slot(r) then
+                consider(rank * BIG + BIG - 1, id, r, p)
+                break
+            else
+                if held_now >= hold_budget then return {'', 'busy'} end
+                redis.call('LPOP', qkey)
+                local seq = redis.call('INCR', 'farm:seq')
+                redis.call('ZADD', 'farm:held:' .. r, rank * BIG + seq, id)
+                redis.call('SADD', HELD_SET, r)
+                held_now = held_now + 1
+            end
+        end
+        if best_score ~= nil then break end -- lower queues cannot beat this head
+    end
+end
+
+-- held jobs of renderers that have a free slot again
+for _, r in ipairs(redis.call('SMEMBERS', HELD_SET)) do
+    local hkey = 'farm:held:' .. r
+    if redis.call('ZCARD', hkey) == 0 then
+        redis.call('SREM', HELD_SET, r)
+    elseif has_free_slot(r) then
+        for rank, p in ipairs(PRIOS) do
+            if not paused[p] then
+                local lo, hi = rank * BIG, (rank + 1) * BIG - 1
+                while true do
+                    local top = redis.call('ZRANGEBYSCORE', hkey, lo, hi, 'WITHSCORES', 'LIMIT', 0, 1)
+                    if #top == 0 then break end
+                    if redis.call('HGET', 'rq:job:' .. top[1], 'status') == 'queued' then
+                        consider(tonumber(top[2]), top[1], r, 'held')
+                        break
+                    end
+                    redis.call('ZREM', hkey, top[1]) -- stale
+                end
+            end
+        end
+    end
+end
+
+if best_id == nil then
+    if anything_waiting() then return {'', 'blocked'} end
+    return {'', 'empty'}
+end
+
+local jkey = 'rq:job:' .. best_id
+if best_source == 'held' then
+    redis.call('ZREM', 'farm:held:' .. best_renderer, best_id)
+else
+    redis.call('LPOP', 'rq:queue:' .. best_source)
+end
+
+local queue_name = redis.call('HGET', jkey, 'origin') or best_source
+if best_renderer ~= '' then
+    redis.call('HSET', SLOTS, best_id, best_renderer .. '\t' .. worker .. '\t' .. now .. '\t' .. queue_name)
+    redis.call('SET', 'farm:owner:' .. best_id, token)
+    redis.call('HSET', jkey, 'status', 'started', 'worker_name', worker, 'started_at', started_at,
+        'last_heartbeat', started_at, 'ended_at', '', 'farm_progress', '0', 'farm_stage', 'starting',
+        'farm_token', token)
+    redis.call('HINCRBY', jkey, 'farm_attempts', 1)
+    redis.call('HDEL', jkey, 'farm_retry_at', 'farm_cancel')
+    used_total = used_total + 1
+end
+
+-- chain wake-ups: if more could start, wake one more idle worker
+if used_total < total_cap and anything_waiting() then
+    redis.call('LPUSH', WAKE, '1')
+    redis.call('LTRIM', WAKE, 0, 0)
+end
+
+local out = {'ok', best_id, queue_name}
+local fields = redis.call('HGETALL', jkey)
+for i = 1, #fields do out[#out + 1] = fields[i] end
+return out

@@ -1,0 +1,231 @@
+"""How a job's run ends, written atomically: the fenced claim and the writes for each outcome.
+
+Whoever ends a run (the work horse on success or failure, the worker when it kills the horse for
+a cancel or timeout, the sweep when the worker died) first *claims* the run: a WATCH on
+``farm:owner:<job id>`` holding the dispatch token. Only the claimer whose token still matches
+commits, in the same MULTI/EXEC, the slot release and the outcome. So a run ends exactly once,
+and a late horse can never overwrite what the sweep decided.
+
+Key formats of RQ's registries are RQ's own (``rq:finished:<queue>`` scored by expiry time);
+``tests/test_keys.py`` checks them against RQ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import WatchError
+
+from . import keys
+from .models import Attempt, ErrorKind, JobStatus
+from .timeutil import rq_time, utcnow
+
+MAX_ERROR_CHARS = 4000
+
+
+def registry_key(kind: str, priority: str) -> str:
+    """RQ's registry key: kind is finished, failed, canceled or wip."""
+    return f"rq:{kind}:{priority}"
+
+
+def claim(connection: Redis, job_id: str, token: str | None, writes: Callable[[Pipeline], None]) -> bool:
+    """Commit ``writes`` plus the slot release iff the run holding the slot has ``token``.
+
+    ``token=None`` claims whatever run holds the slot. Returns False when the slot is not (or no
+    longer) held by that run: someone else ended it first.
+    """
+    owner_key = keys.owner(job_id)
+    with connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(owner_key)
+                current = pipe.get(owner_key)
+                if current is None or (token is not None and current.decode() != token):
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                release_slot(pipe, job_id)
+                writes(pipe)
+                pipe.execute()
+                return True
+            except WatchError:
+                continue
+
+
+def release_slot(pipe: Pipeline, job_id: str) -> None:
+    pipe.delete(keys.owner(job_id))
+    pipe.hdel(keys.SLOTS, job_id)
+    wake(pipe)
+
+
+def wake(pipe: Pipeline | Redis) -> None:
+    """Leave one wake-up token for an idle worker (they chain further wake-ups themselves)."""
+    pipe.lpush(keys.WAKE, 1)
+    pipe.ltrim(keys.WAKE, 0, 0)
+
+
+def history_json(previous: Sequence[Attempt], attempt: Attempt | None) -> str:
+    items = [a.model_dump(mode="json") for a in previous]
+    if attempt is not None:
+        items.append(attempt.model_dump(mode="json"))
+    return json.dumps(items[-50:])
+
+
+def trim_error(message: str) -> str:
+    return message if len(message) <= MAX_ERROR_CHARS else message[: MAX_ERROR_CHARS - 15] + "... (truncated)"
+
+
+def _terminal(
+    pipe: Pipeline, job_id: str, priority: str, status: str, registry: str, ttl: int, fields: dict[str, Any]
+) -> None:
+    job_key = keys.job(job_id)
+    pipe.hset(job_key, mapping={"status": status, "ended_at": rq_time(), **fields})
+    pipe.hdel(job_key, keys.F_CANCEL, keys.F_RETRY_AT)
+    pipe.zadd(registry_key(registry, priority), {job_id: math.ceil(time.time()) + ttl})
+    pipe.expire(job_key, ttl)
+    pipe.expire(keys.log(job_id), ttl)
+
+
+def write_finished(
+    pipe: Pipeline, job_id: str, priority: str, ttl: int, result: dict[str, Any], history: str
+) -> None:
+    _terminal(
+        pipe,
+        job_id,
+        priority,
+        "finished",
+        "finished",
+        ttl,
+        {
+            keys.F_PROGRESS: 100,
+            keys.F_STAGE: "done",
+            keys.F_RESULT: json.dumps(result),
+            keys.F_HISTORY: history,
+        },
+    )
+    pipe.hdel(keys.job(job_id), keys.F_ERROR, keys.F_ERROR_KIND)
+
+
+def write_failed(
+    pipe: Pipeline, job_id: str, priority: str, ttl: int, kind: ErrorKind, error: str, history: str
+) -> None:
+    _terminal(
+        pipe,
+        job_id,
+        priority,
+        "failed",
+        "failed",
+        ttl,
+        {
+            keys.F_ERROR_KIND: kind.value,
+            keys.F_ERROR: trim_error(error),
+            keys.F_HISTORY: history,
+        },
+    )
+
+
+def write_canceled(
+    pipe: Pipeline, job_id: str, priority: str, ttl: int, message: str, history: str | None = None
+) -> None:
+    fields: dict[str, Any] = {keys.F_ERROR_KIND: ErrorKind.CANCELED.value, keys.F_ERROR: message}
+    if history is not None:
+        fields[keys.F_HISTORY] = history
+    _terminal(pipe, job_id, priority, "canceled", "canceled", ttl, fields)
+
+
+def write_scheduled(
+    pipe: Pipeline, job_id: str, priority: str, retry_at: float, kind: ErrorKind, error: str, history: str
+) -> None:
+    job_key = keys.job(job_id)
+    pipe.hset(
+        job_key,
+        mapping={
+            "status": "scheduled",
+            "ended_at": rq_time(),
+            keys.F_RETRY_AT: repr(retry_at),
+            keys.F_ERROR_KIND: kind.value,
+            keys.F_ERROR: trim_error(error),
+            keys.F_HISTORY: history,
+            keys.F_STAGE: f"retry after {kind.value}",
+        },
+    )
+    pipe.persist(job_key)
+    # rq-scheduler keeps whole seconds; round up so the retry never runs early.
+    pipe.zadd(keys.RQ_SCHEDULED, {job_id: math.ceil(retry_at)})
+    pipe.zadd(keys.scheduled(priority), {job_id: retry_at})
+
+
+def write_requeued(
+    pipe: Pipeline, job_id: str, priority: str, *, front: bool, fields: dict[str, Any]
+) -> None:
+    """Back in line now: at the front (it had already reached the head) or the back."""
+    job_key = keys.job(job_id)
+    pipe.hset(
+        job_key,
+        mapping={
+            "status": "queued",
+            "enqueued_at": rq_time(),
+            keys.F_PROGRESS: 0,
+            keys.F_STAGE: "",
+            **fields,
+        },
+    )
+    pipe.hdel(job_key, keys.F_CANCEL, keys.F_RETRY_AT, "ended_at")
+    pipe.persist(job_key)
+    pipe.sadd(keys.RQ_QUEUES_SET, keys.queue(priority))
+    if front:
+        pipe.lpush(keys.queue(priority), job_id)
+    else:
+        pipe.rpush(keys.queue(priority), job_id)
+    wake(pipe)
+
+
+def remove_from_waiting(pipe: Pipeline, job_id: str, priority: str, renderer: str) -> None:
+    """Take a job out of every place a waiting job can be (queue, held set, retry schedule)."""
+    pipe.lrem(keys.queue(priority), 0, job_id)
+    pipe.zrem(keys.held(renderer), job_id)
+    pipe.zrem(keys.RQ_SCHEDULED, job_id)
+    pipe.zrem(keys.scheduled(priority), job_id)
+
+
+def remove_from_ended(pipe: Pipeline, job_id: str, priority: str) -> None:
+    for registry in ("failed", "canceled", "finished"):
+        pipe.zrem(registry_key(registry, priority), job_id)
+
+
+def count_outcome(pipe: Pipeline, status: JobStatus, renderer: str, run_seconds: float | None) -> None:
+    """Per-minute counters behind stats(): finished/failed per hour, throughput, average run time."""
+    bucket = keys.stats_bucket(int(time.time() // 60))
+    pipe.hincrby(bucket, status.value, 1)
+    pipe.hincrby(bucket, f"{status.value}:{renderer}", 1)
+    if run_seconds is not None and status is JobStatus.FINISHED:
+        pipe.hincrbyfloat(bucket, f"run_sum:{renderer}", run_seconds)
+        pipe.hincrby(bucket, f"run_n:{renderer}", 1)
+    pipe.expire(bucket, 2 * 3600)
+
+
+def count_start(pipe: Pipeline | Redis, renderer: str, waited_seconds: float) -> None:
+    bucket = keys.stats_bucket(int(time.time() // 60))
+    pipe.hincrbyfloat(bucket, f"wait_sum:{renderer}", max(0.0, waited_seconds))
+    pipe.hincrby(bucket, f"wait_n:{renderer}", 1)
+    pipe.hincrby(bucket, "started", 1)
+    pipe.expire(bucket, 2 * 3600)
+
+
+def attempt_record(
+    number: int, worker: str | None, started_at: Any, kind: ErrorKind | None = None, error: str | None = None
+) -> Attempt:
+    return Attempt(
+        number=number,
+        worker=worker,
+        started_at=started_at,
+        ended_at=utcnow(),
+        error_kind=kind,
+        error=trim_error(error) if error else None,
+    )

@@ -1,0 +1,39 @@
+"""RQ's Job and Queue with the JSON serializer as their default, and the farm's queue names.
+
+Every RQ object the farm (and rq-scheduler, through ``job_class``/``queue_class``) creates goes
+through these classes, so nothing is ever pickled. ``DISPATCHER`` is the only function a farm
+worker will execute.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq.job import Job
+from rq.queue import Queue
+from rq.serializers import JSONSerializer
+
+from .models import PRIORITY_ORDER
+
+DISPATCHER = "farm.dispatch.run"
+QUEUE_NAMES: tuple[str, ...] = tuple(p.value for p in PRIORITY_ORDER)
+
+
+class FarmJob(Job):
+    """An RQ job that reads and writes JSON unless told otherwise."""
+
+    def __init__(self, id: str | None = None, connection: Any = None, serializer: Any = None) -> None:
+        super().__init__(id, connection=connection, serializer=serializer or JSONSerializer)
+
+
+class FarmQueue(Queue):
+    """An RQ queue of FarmJobs, JSON-serialized."""
+
+    job_class = FarmJob
+
+    def __init__(self, name: str = "default", *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("serializer") is None:
+            kwargs["serializer"] = JSONSerializer
+        if kwargs.get("job_class") is None:
+            kwargs["job_class"] = FarmJob
+        super().__init__(name, *args, **kwargs)

@@ -1,0 +1,148 @@
+"""Ending a run: success, failure (with the retry policy), cancel, requeue — each one fenced claim.
+
+Called by the work horse (success, render errors), the worker (cancel, timeout, horse lost,
+shutdown requeue) and the sweep (dead workers, stuck jobs). See ``outcomes.claim``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+from . import keys, outcomes
+from .config import FarmConfig
+from .jobinfo import history, text
+from .models import Attempt, ErrorKind, JobStatus
+from .retry import Decision, decide, retry_delay
+from .timeutil import parse_rq_time, utcnow
+
+Extra = Callable[[Pipeline], None] | None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One attempt of a job, as the dispatcher started it."""
+
+    job_id: str
+    token: str
+    priority: str
+    renderer: str
+    attempt: int
+    max_retries: int
+    retry_base: int  # attempts made before the last manual retry (a manual retry resets the budget)
+    worker: str | None
+    started_at: datetime | None
+    history: tuple[Attempt, ...]
+
+    @classmethod
+    def from_hash(cls, job_id: str, raw: Mapping[bytes, bytes]) -> Run:
+        return cls(
+            job_id=job_id,
+            token=text(raw, keys.F_TOKEN) or "",
+            priority=text(raw, keys.F_PRIORITY) or text(raw, "origin") or "medium",
+            renderer=text(raw, keys.F_RENDERER) or "?",
+            attempt=int(text(raw, keys.F_ATTEMPTS) or 1),
+            max_retries=int(text(raw, keys.F_MAX_RETRIES) or 0),
+            retry_base=int(text(raw, keys.F_RETRY_BASE) or 0),
+            worker=text(raw, "worker_name"),
+            started_at=parse_rq_time(raw.get(b"started_at")),
+            history=history(raw),
+        )
+
+    def run_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return max(0.0, (utcnow() - self.started_at).total_seconds())
+
+    def record(self, kind: ErrorKind | None = None, error: str | None = None) -> Attempt:
+        return outcomes.attempt_record(self.attempt, self.worker, self.started_at, kind, error)
+
+
+def _with_extra(writes: Callable[[Pipeline], None], extra: Extra) -> Callable[[Pipeline], None]:
+    def both(pipe: Pipeline) -> None:
+        writes(pipe)
+        if extra is not None:
+            extra(pipe)
+
+    return both
+
+
+def finish(
+    connection: Redis, config: FarmConfig, run: Run, result: dict[str, Any], extra: Extra = None
+) -> bool:
+    def writes(pipe: Pipeline) -> None:
+        outcomes.write_finished(
+            pipe,
+            run.job_id,
+            run.priority,
+            config.retention.finished,
+            result,
+            outcomes.history_json(run.history, run.record()),
+        )
+        outcomes.count_outcome(pipe, JobStatus.FINISHED, run.renderer, run.run_seconds())
+
+    return outcomes.claim(connection, run.job_id, run.token, _with_extra(writes, extra))
+
+
+def fail(
+    connection: Redis, config: FarmConfig, run: Run, kind: ErrorKind, error: str, extra: Extra = None
+) -> Decision | None:
+    """End a failed run per the retry policy; None when another party already ended it."""
+    decision = decide(kind, run.attempt - run.retry_base, run.max_retries)
+    hist = outcomes.history_json(run.history, run.record(kind, error))
+
+    def writes(pipe: Pipeline) -> None:
+        if decision is Decision.FAIL:
+            outcomes.write_failed(pipe, run.job_id, run.priority, config.retention.failed, kind, error, hist)
+            outcomes.count_outcome(pipe, JobStatus.FAILED, run.renderer, run.run_seconds())
+        elif decision is Decision.RETRY_LATER:
+            retry_at = time.time() + retry_delay(run.attempt - run.retry_base, config.retry)
+            outcomes.write_scheduled(pipe, run.job_id, run.priority, retry_at, kind, error, hist)
+        else:
+            outcomes.write_requeued(
+                pipe,
+                run.job_id,
+                run.priority,
+                front=True,
+                fields={
+                    keys.F_HISTORY: hist,
+                    keys.F_ERROR_KIND: kind.value,
+                    keys.F_ERROR: outcomes.trim_error(error),
+                },
+            )
+
+    if outcomes.claim(connection, run.job_id, run.token, _with_extra(writes, extra)):
+        return decision
+    return None
+
+
+def cancel(connection: Redis, config: FarmConfig, run: Run, message: str, extra: Extra = None) -> bool:
+    def writes(pipe: Pipeline) -> None:
+        outcomes.write_canceled(
+            pipe,
+            run.job_id,
+            run.priority,
+            config.retention.canceled,
+            message,
+            outcomes.history_json(run.history, run.record(ErrorKind.CANCELED, message)),
+        )
+        outcomes.count_outcome(pipe, JobStatus.CANCELED, run.renderer, run.run_seconds())
+
+    return outcomes.claim(connection, run.job_id, run.token, _with_extra(writes, extra))
+
+
+def requeue(connection: Redis, run: Run, extra: Extra = None) -> bool:
+    """Put an interrupted run back at the front of its queue without counting the attempt."""
+
+    def writes(pipe: Pipeline) -> None:
+        outcomes.write_requeued(
+            pipe, run.job_id, run.priority, front=True, fields={keys.F_ATTEMPTS: max(0, run.attempt - 1)}
+        )
+
+    return outcomes.claim(connection, run.job_id, run.token, _with_extra(writes, extra))

@@ -1,0 +1,124 @@
+"""``farm scheduler``: rq-scheduler moving due retries back to their queues, plus the sweep.
+
+rq-scheduler (0.14) has no serializer option and would pickle; it is given the farm's JSON
+``FarmJob``/``FarmQueue``. Its ``enqueue_job`` then ``ZREM`` is not atomic (a crash or a second
+scheduler can enqueue a job twice), so ``FarmScheduler.enqueue_job`` moves a job with one
+WATCH/MULTI that also removes it from the schedule: only one scheduler can win.
+The sweep runs in this process (not as a queued job a busy farm could starve), at most once per
+``sweep_interval`` farm-wide (a lock in Redis), and records the scheduler's heartbeat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError, WatchError
+from rq_scheduler import Scheduler
+
+from . import caps, keys, outcomes
+from .config import FarmConfig
+from .jobinfo import text
+from .rq_classes import FarmJob, FarmQueue
+from .sweep import sweep_once
+
+log = logging.getLogger("farm.scheduler")
+
+
+def promote(connection: Redis, job_id: str) -> bool:
+    """Move a due retry from the schedule to the back of its queue; False if someone else did."""
+    job_key = keys.job(job_id)
+    with connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(job_key, keys.RQ_SCHEDULED)
+                if pipe.zscore(keys.RQ_SCHEDULED, job_id) is None:
+                    pipe.unwatch()
+                    return False
+                raw = pipe.hgetall(job_key)
+                pipe.multi()
+                pipe.zrem(keys.RQ_SCHEDULED, job_id)
+                if not raw or text(raw, "status") != "scheduled":
+                    pipe.execute()  # canceled or expired meanwhile: just drop the schedule entry
+                    return False
+                priority = text(raw, keys.F_PRIORITY) or text(raw, "origin") or "medium"
+                pipe.zrem(keys.scheduled(priority), job_id)
+                outcomes.write_requeued(pipe, job_id, priority, front=False, fields={})
+                pipe.execute()
+                return True
+            except WatchError:
+                continue
+
+
+class FarmScheduler(Scheduler):
+    job_class = FarmJob
+    queue_class = FarmQueue
+
+    def enqueue_job(self, job: Any) -> None:
+        if promote(self.connection, job.id):
+            log.info("retry of %s is back in line", job.id)
+
+
+class SchedulerLoop:
+    """The main loop of ``farm scheduler``; ``stop()`` ends it (also on SIGTERM/SIGINT)."""
+
+    def __init__(self, connection: Redis, config: FarmConfig) -> None:
+        self.connection = connection
+        self.config = config
+        self.scheduler = FarmScheduler(connection=connection, interval=max(1, int(config.scheduler.interval)))
+        self._stop = threading.Event()
+        self.sweeps = 0
+
+    def stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def tick(self) -> None:
+        now = time.time()
+        self.connection.set(keys.SCHEDULER_HEARTBEAT, repr(now))
+        self.scheduler.heartbeat()
+        if self.scheduler.acquire_lock():
+            try:
+                self.scheduler.enqueue_jobs()
+            finally:
+                self.scheduler.remove_lock()
+        lock_ttl = max(1, int(self.config.scheduler.sweep_interval * 1000))
+        if self.connection.set(keys.SWEEP_LOCK, self.scheduler.name, nx=True, px=lock_ttl):
+            report = sweep_once(self.connection, self.config, now)
+            self.sweeps += 1
+            if report.recovered or report.timed_out or report.freed:
+                log.warning(
+                    "sweep: recovered %s, timed out %s, freed %s",
+                    report.recovered,
+                    report.timed_out,
+                    report.freed,
+                )
+
+    def run(self) -> None:
+        caps.seed(self.connection, self.config)
+        self.scheduler.register_birth()
+        log.info("farm scheduler %s started", self.scheduler.name)
+        wait_after_error = 1.0
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.tick()
+                    wait_after_error = 1.0
+                except RedisError as exc:
+                    log.error("scheduler: Redis error (%s), retrying in %.0fs", exc, wait_after_error)
+                    self._stop.wait(wait_after_error)
+                    wait_after_error = min(wait_after_error * 2, 30.0)
+                    continue
+                self._stop.wait(self.config.scheduler.interval)
+        finally:
+            with contextlib.suppress(RedisError):
+                self.scheduler.register_death()
+            log.info("farm scheduler %s stopped", self.scheduler.name)

@@ -1,0 +1,154 @@
+"""One pipelined read of the farm's live state: caps, slots, queues, workers, recent counters.
+
+Used by ``stats()``, by the place-in-line/ETA estimate and by the TUI snapshot. Costs a fixed
+number of Redis commands (independent of how many jobs exist): counts come from list lengths and
+sorted-set counts, never from loading jobs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from redis import Redis
+
+from . import keys
+from .caps import caps_from_hash
+from .config import FarmConfig
+from .models import PRIORITY_ORDER, Caps, JobStatus, Priority
+from .outcomes import registry_key
+
+BAND = 10**13  # held-set score band per priority rank (must match dispatch.lua)
+HOUR_BUCKETS = 60
+THROUGHPUT_MINUTES = 30
+
+
+@dataclass(frozen=True)
+class Slot:
+    job_id: str
+    renderer: str
+    worker: str
+    started: float
+    priority: str
+
+
+@dataclass(frozen=True)
+class FarmState:
+    at: float
+    caps: Caps
+    slots: tuple[Slot, ...]
+    paused: frozenset[str]
+    queue_lengths: dict[str, int]
+    held: dict[str, dict[str, int]]  # renderer -> priority -> count
+    scheduled: dict[str, int]
+    ended: dict[str, dict[str, int]]  # finished/failed/canceled -> priority -> count (unexpired)
+    workers_alive: tuple[str, ...]
+    scheduler_heartbeat: float | None
+    buckets: tuple[dict[str, float], ...]  # per-minute counters, newest first
+
+    @property
+    def used_by_renderer(self) -> Counter[str]:
+        return Counter(slot.renderer for slot in self.slots)
+
+    @property
+    def used_total(self) -> int:
+        return len(self.slots)
+
+    def queued(self, priority: str) -> int:
+        return self.queue_lengths.get(priority, 0) + sum(
+            bands.get(priority, 0) for bands in self.held.values()
+        )
+
+    def counts(self) -> dict[JobStatus, dict[Priority, int]]:
+        running = Counter(slot.priority for slot in self.slots)
+        table: dict[JobStatus, dict[Priority, int]] = {}
+        for status in JobStatus:
+            row = {}
+            for p in PRIORITY_ORDER:
+                if status is JobStatus.QUEUED:
+                    row[p] = self.queued(p.value)
+                elif status is JobStatus.SCHEDULED:
+                    row[p] = self.scheduled.get(p.value, 0)
+                elif status is JobStatus.RUNNING:
+                    row[p] = running.get(p.value, 0)
+                else:
+                    row[p] = self.ended[status.value].get(p.value, 0)
+            table[status] = row
+        return table
+
+    def scheduler_age(self) -> float | None:
+        return None if self.scheduler_heartbeat is None else max(0.0, self.at - self.scheduler_heartbeat)
+
+    def bucket_sum(self, name: str, minutes: int = HOUR_BUCKETS) -> float:
+        return sum(bucket.get(name, 0.0) for bucket in self.buckets[:minutes])
+
+    def average(self, kind: str, renderer: str | None = None) -> float | None:
+        """Average wait/run (seconds) over the last hour, for one renderer or all."""
+        total = count = 0.0
+        for bucket in self.buckets:
+            for name, value in bucket.items():
+                if renderer is None and name.startswith(f"{kind}_sum:") or name == f"{kind}_sum:{renderer}":
+                    total += value
+                    count += bucket.get(name.replace("_sum:", "_n:"), 0.0)
+        return total / count if count else None
+
+
+def _decode_bucket(raw: dict[bytes, bytes]) -> dict[str, float]:
+    return {k.decode(): float(v) for k, v in raw.items()}
+
+
+def read_state(connection: Redis, config: FarmConfig, now: float | None = None) -> FarmState:
+    now = time.time() if now is None else now
+    minute = int(now // 60)
+    held_renderers = sorted(m.decode() for m in connection.smembers(keys.HELD_RENDERERS))
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.CAPS)
+        pipe.hgetall(keys.SLOTS)
+        pipe.smembers(keys.PAUSED)
+        for p in PRIORITY_ORDER:
+            pipe.llen(keys.queue(p.value))
+            pipe.zcard(keys.scheduled(p.value))
+            for registry in ("finished", "failed", "canceled"):
+                pipe.zcount(registry_key(registry, p.value), now, "+inf")
+        for renderer in held_renderers:
+            for rank, _p in enumerate(PRIORITY_ORDER, start=1):
+                pipe.zcount(keys.held(renderer), rank * BAND, (rank + 1) * BAND - 1)
+        pipe.zrangebyscore(keys.HEARTBEATS, now - config.scheduler.worker_timeout, "+inf")
+        pipe.get(keys.SCHEDULER_HEARTBEAT)
+        for offset in range(HOUR_BUCKETS):
+            pipe.hgetall(keys.stats_bucket(minute - offset))
+        replies = iter(pipe.execute())
+
+    caps_raw, slots_raw, paused_raw = next(replies), next(replies), next(replies)
+    queue_lengths: dict[str, int] = {}
+    scheduled: dict[str, int] = {}
+    ended: dict[str, dict[str, int]] = {"finished": {}, "failed": {}, "canceled": {}}
+    for p in PRIORITY_ORDER:
+        queue_lengths[p.value] = next(replies)
+        scheduled[p.value] = next(replies)
+        for registry in ("finished", "failed", "canceled"):
+            ended[registry][p.value] = next(replies)
+    held = {r: {p.value: next(replies) for p in PRIORITY_ORDER} for r in held_renderers}
+    workers_alive = tuple(sorted(w.decode() for w in next(replies)))
+    beat = next(replies)
+    buckets = tuple(_decode_bucket(next(replies)) for _ in range(HOUR_BUCKETS))
+
+    slots = []
+    for job_id, value in slots_raw.items():
+        renderer, worker, started, priority = (value.decode().split("\t") + ["", "", "0", ""])[:4]
+        slots.append(Slot(job_id.decode(), renderer, worker, float(started or 0), priority))
+    slots.sort(key=lambda s: s.started)
+    return FarmState(
+        at=now,
+        caps=caps_from_hash(caps_raw, config, processes=len(workers_alive)),
+        slots=tuple(slots),
+        paused=frozenset(p.decode() for p in paused_raw),
+        queue_lengths=queue_lengths,
+        held=held,
+        scheduled=scheduled,
+        ended=ended,
+        workers_alive=workers_alive,
+        scheduler_heartbeat=float(beat) if beat else None,
+        buckets=buckets,
+    )

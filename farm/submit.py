@@ -1,0 +1,235 @@
+"""Validates a submit request into a JobSpec, and writes JobSpecs to Redis in one transaction.
+
+``build_spec`` never touches Redis: a rejected submit changes nothing. ``enqueue_specs`` writes
+every job of a batch (RQ's job hash and queue push, the farm's fields, the listing index and a
+worker wake-up) in a single MULTI/EXEC, so a batch is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from redis import Redis
+from redis.exceptions import WatchError
+
+from renderers import Registry, RenderError
+
+from . import keys
+from .config import FarmConfig
+from .errors import InvalidJobError, UnknownRendererError
+from .models import Priority
+from .rq_classes import DISPATCHER, FarmQueue
+
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+JOB_TYPE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_TIMEOUT = 7 * 86_400
+SUBMIT_KEYS = frozenset(
+    {"renderer", "params", "priority", "job_type", "name", "timeout", "max_retries", "job_id"}
+)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: str
+    renderer: str
+    params: dict[str, Any]
+    priority: Priority
+    job_type: str | None
+    name: str | None
+    timeout: int
+    max_retries: int
+    explicit_id: bool
+
+
+def format_validation_error(prefix: str, exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error["loc"]) or "params"
+        message = "unknown parameter" if error["type"] == "extra_forbidden" else error["msg"]
+        parts.append(f"{where}: {message}")
+    more = len(exc.errors()) - 3
+    tail = f" (+{more} more)" if more > 0 else ""
+    return f"{prefix}: " + "; ".join(parts) + tail
+
+
+def _int_option(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJobError(f"{name} must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidJobError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def resolve_priority(config: FarmConfig, priority: Any, job_type: str | None) -> Priority:
+    if priority is not None:
+        try:
+            return Priority(priority)
+        except ValueError:
+            raise InvalidJobError(f"priority must be one of high, medium, low, got {priority!r}") from None
+    if job_type is not None and job_type in config.queues.job_types:
+        return config.queues.job_types[job_type]
+    return config.queues.default_priority
+
+
+def build_spec(
+    config: FarmConfig,
+    registry: Registry,
+    renderer: Any,
+    params: Any,
+    *,
+    priority: Any = None,
+    job_type: Any = None,
+    name: Any = None,
+    timeout: Any = None,
+    max_retries: Any = None,
+    job_id: Any = None,
+) -> JobSpec:
+    """Check everything about a submit without touching Redis; raise InvalidJobError."""
+    if not isinstance(renderer, str) or renderer not in registry:
+        known = ", ".join(registry.names())
+        raise UnknownRendererError(f"unknown renderer {renderer!r} (known: {known})")
+    if not isinstance(params, Mapping):
+        raise InvalidJobError(f"params must be a mapping of names to values, got {type(params).__name__}")
+    if job_type is not None and (not isinstance(job_type, str) or not JOB_TYPE_RE.match(job_type)):
+        raise InvalidJobError(f"job_type must be a short identifier, got {job_type!r}")
+    if name is not None:
+        if not isinstance(name, str) or len(name) > config.limits.max_name_length:
+            raise InvalidJobError(f"name must be a string of at most {config.limits.max_name_length} chars")
+        if any(ord(c) < 32 for c in name):
+            raise InvalidJobError("name must not contain control characters")
+    explicit_id = job_id is not None
+    if explicit_id and (not isinstance(job_id, str) or not JOB_ID_RE.match(job_id)):
+        raise InvalidJobError(
+            f"job_id must be 1-128 letters, digits, '_', '-' or '.', starting alphanumeric, got {job_id!r}"
+        )
+    resolved_priority = resolve_priority(config, priority, job_type)
+    resolved_timeout = (
+        config.renderer_timeout(renderer)
+        if timeout is None
+        else _int_option("timeout", timeout, 1, MAX_TIMEOUT)
+    )
+    retries = (
+        config.retry.max_retries if max_retries is None else _int_option("max_retries", max_retries, 0, 50)
+    )
+
+    model = registry.get(renderer)
+    try:
+        parsed = model.validate(params)
+    except ValidationError as exc:
+        raise InvalidJobError(format_validation_error(f"{renderer} params", exc)) from None
+    except RenderError as exc:
+        raise InvalidJobError(f"{renderer} params: {exc.message}") from None
+    clean = parsed.model_dump(mode="json", exclude_unset=True)
+    size = len(parsed.model_dump_json(exclude_unset=True))
+    if size > config.limits.max_params_bytes:
+        raise InvalidJobError(
+            f"params are {size} bytes, more than the limit of {config.limits.max_params_bytes}"
+        )
+    return JobSpec(
+        job_id=job_id if explicit_id else uuid.uuid4().hex,
+        renderer=renderer,
+        params=clean,
+        priority=resolved_priority,
+        job_type=job_type,
+        name=name,
+        timeout=resolved_timeout,
+        max_retries=retries,
+        explicit_id=explicit_id,
+    )
+
+
+def build_specs(
+    config: FarmConfig, registry: Registry, requests: Sequence[Mapping[str, Any]]
+) -> list[JobSpec]:
+    """Validate a batch; the first bad request (by index) rejects the whole batch."""
+    if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
+        raise InvalidJobError("submit_many takes a list of request dicts")
+    specs: list[JobSpec] = []
+    seen: set[str] = set()
+    for index, request in enumerate(requests):
+        if not isinstance(request, Mapping):
+            raise InvalidJobError(f"request {index}: must be a dict, got {type(request).__name__}")
+        unknown = set(request) - SUBMIT_KEYS
+        if unknown:
+            raise InvalidJobError(f"request {index}: unknown keys {sorted(unknown)}")
+        if "renderer" not in request:
+            raise InvalidJobError(f"request {index}: 'renderer' is required")
+        options = {k: v for k, v in request.items() if k not in ("renderer", "params")}
+        try:
+            spec = build_spec(config, registry, request["renderer"], request.get("params", {}), **options)
+        except InvalidJobError as exc:
+            raise type(exc)(f"request {index}: {exc}") from None
+        if spec.job_id in seen:
+            raise InvalidJobError(f"request {index}: job_id {spec.job_id!r} appears twice in the batch")
+        seen.add(spec.job_id)
+        specs.append(spec)
+    return specs
+
+
+class QueueCache:
+    """One FarmQueue per priority (RQ caches the server version per Queue instance)."""
+
+    def __init__(self, connection: Redis) -> None:
+        self._queues = {p: FarmQueue(p.value, connection=connection) for p in Priority}
+
+    def __getitem__(self, priority: Priority) -> FarmQueue:
+        return self._queues[priority]
+
+
+def enqueue_specs(
+    connection: Redis, queues: QueueCache, config: FarmConfig, specs: Sequence[JobSpec]
+) -> None:
+    """Write every spec in one transaction; an existing explicit job id rejects the batch."""
+    explicit = [keys.job(s.job_id) for s in specs if s.explicit_id]
+    with connection.pipeline() as pipe:
+        while True:
+            try:
+                if explicit:
+                    pipe.watch(*explicit)
+                    taken = [s.job_id for s in specs if s.explicit_id and pipe.exists(keys.job(s.job_id))]
+                    if taken:
+                        raise InvalidJobError(f"job id {taken[0]!r} already exists")
+                pipe.multi()
+                _queue_writes(pipe, queues, config, specs)
+                pipe.execute()
+                return
+            except WatchError:
+                continue
+
+
+def _queue_writes(pipe: Any, queues: QueueCache, config: FarmConfig, specs: Sequence[JobSpec]) -> None:
+    submitted = time.time()
+    for spec in specs:
+        queue = queues[spec.priority]
+        job = queue.create_job(
+            DISPATCHER,
+            kwargs={"renderer": spec.renderer, "params": spec.params},
+            timeout=spec.timeout,
+            result_ttl=config.retention.finished,
+            failure_ttl=config.retention.failed,
+            description=spec.name or spec.renderer,
+            job_id=spec.job_id,
+        )
+        queue.enqueue_job(job, pipeline=pipe)
+        fields = {
+            keys.F_RENDERER: spec.renderer,
+            keys.F_PRIORITY: spec.priority.value,
+            keys.F_MAX_RETRIES: spec.max_retries,
+            keys.F_ATTEMPTS: 0,
+            keys.F_PROGRESS: 0,
+            keys.F_SUBMITTED: repr(submitted),
+        }
+        if spec.job_type:
+            fields[keys.F_JOB_TYPE] = spec.job_type
+        if spec.name:
+            fields[keys.F_NAME] = spec.name
+        pipe.hset(keys.job(spec.job_id), mapping=fields)
+        pipe.zadd(keys.JOBS, {spec.job_id: submitted})
+    pipe.lpush(keys.WAKE, 1)
+    pipe.ltrim(keys.WAKE, 0, 0)

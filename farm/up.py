@@ -1,0 +1,173 @@
+"""``farm up``: the all-in-one on the render host — Redis (if none is configured), the scheduler,
+N workers and the TUI (or a headless wait) — and a clean stop of all of them.
+
+Children run in their own sessions so a Ctrl-C in the terminal reaches only this process, which
+then stops them in order: workers get SIGTERM (finish the job, or requeue it after a short
+grace), then a second SIGTERM (requeue now); the scheduler next; the embedded Redis last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import caps
+from .config import REDIS_URL_ENV, FarmConfig
+from .connection import connect_redis, redact
+from .embedded import EmbeddedRedis
+
+log = logging.getLogger("farm.up")
+
+WORKER_GRACE = 3.0  # seconds for running jobs to finish before they are requeued
+STOP_TIMEOUT = 10.0
+
+
+class Children:
+    """The processes ``farm up`` started, and how to stop them without losing a job."""
+
+    def __init__(self, config: FarmConfig, url: str) -> None:
+        self.config = config
+        self.url = url
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _argv(self, *args: str) -> list[str]:
+        argv = [sys.executable, "-m", "farm"]
+        if self.config.source:
+            argv += ["--config", str(self.config.source)]
+        return argv + list(args)
+
+    def start(self, name: str, *args: str) -> None:
+        self.config.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.config.log_dir / f"{name}.log"
+        env = {**os.environ, REDIS_URL_ENV: self.url}
+        with open(log_path, "ab") as out:
+            self.procs[name] = subprocess.Popen(
+                self._argv(*args),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+
+    def alive(self, name: str) -> bool:
+        proc = self.procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def _signal(self, name: str, sig: int) -> None:
+        proc = self.procs.get(name)
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+
+    def _wait(self, name: str, timeout: float) -> bool:
+        proc = self.procs.get(name)
+        if proc is None:
+            return True
+        try:
+            proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def stop(self) -> None:
+        if "workers" in self.procs:
+            self._signal("workers", signal.SIGTERM)
+            if not self._wait("workers", WORKER_GRACE):
+                self._signal("workers", signal.SIGTERM)  # second signal: requeue running jobs now
+                if not self._wait("workers", STOP_TIMEOUT):
+                    log.warning("workers did not stop; killing them (the sweep will requeue their jobs)")
+                    self._kill_group("workers")
+        for name in [n for n in self.procs if n != "workers"]:
+            self._signal(name, signal.SIGTERM)
+            if not self._wait(name, STOP_TIMEOUT):
+                self._kill_group(name)
+
+    def _kill_group(self, name: str) -> None:
+        proc = self.procs[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def start_farm(config: FarmConfig, workers: int) -> tuple[str, EmbeddedRedis | None, Children]:
+    embedded = None
+    if not (os.environ.get(REDIS_URL_ENV) or config.redis.url):
+        embedded = EmbeddedRedis(config)
+        started = embedded.start()
+        log.info("%s embedded Redis on %s", "started" if started else "reusing", embedded.url)
+    url = config.redis_url() if embedded is None else embedded.url
+    connection = connect_redis(url, config)
+    caps.seed(connection, config)
+    connection.close()
+    children = Children(config, url)
+    children.start("scheduler", "scheduler")
+    children.start("workers", "worker", "--processes", str(workers))
+    return url, embedded, children
+
+
+def run_up(
+    config: FarmConfig,
+    workers: int,
+    demo: bool,
+    tui: bool,
+    run_ui: Callable[[FarmConfig, str], None] | None = None,
+) -> None:
+    url, embedded, children = start_farm(config, workers)
+    stop_demo = threading.Event()
+    feeder = None
+    if demo:
+        from .demo import feed_forever
+
+        feeder = threading.Thread(
+            target=feed_forever, args=(config, url, stop_demo), daemon=True, name="demo-feeder"
+        )
+        feeder.start()
+    try:
+        if tui:
+            if run_ui is None:
+                from app.app import run_tui as run_ui
+            run_ui(config, url)
+        else:
+            print(
+                f"farm up: Redis {redact(url)}, {workers} workers, scheduler"
+                f"{', demo jobs' if demo else ''}; logs in {config.log_dir}. Ctrl-C stops.",
+                flush=True,
+            )
+            _wait_for_interrupt(children)
+    finally:
+        stop_demo.set()
+        if feeder is not None:
+            feeder.join(timeout=5)
+        print("farm up: stopping workers (running jobs finish or go back in line)...", flush=True)
+        children.stop()
+        if embedded is not None:
+            embedded.stop()
+        print("farm up: stopped.", flush=True)
+
+
+def _wait_for_interrupt(children: Children) -> None:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(1.0):
+            for name in ("scheduler", "workers"):
+                if not children.alive(name):
+                    log.error("%s exited; see %s", name, Path(children.config.log_dir) / f"{name}.log")
+                    return
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    time.sleep(0)

