@@ -49,7 +49,7 @@ __all__ = [
     "Priority",
     "RendererStats",
     "UnknownRendererError",
-    "WorkerInfo",
     "Window",
+    "WorkerInfo",
     "load_config",
 ]

@@ -1,0 +1,53 @@
+"""Renderers used only by tests (registered through config plugins, as teams would)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from renderers.base import Params, RenderContext, Renderer
+
+
+class EchoParams(Params):
+    text: str = ""
+
+
+class EchoRenderer(Renderer):
+    """Returns its text; used to test limits and plugins."""
+
+    name = "echo"
+    Params = EchoParams
+
+    def render(self, params: EchoParams, ctx: RenderContext) -> dict[str, Any]:
+        return {"outputs": [], "text": params.text}
+
+
+class TreeParams(Params):
+    seconds: float = 30.0
+    pid_file: str
+
+
+class TreeRenderer(Renderer):
+    """Starts a child process that starts a grandchild, writes their pids, then waits (for kill tests)."""
+
+    name = "tree"
+    Params = TreeParams
+
+    def render(self, params: TreeParams, ctx: RenderContext) -> dict[str, Any]:
+        code = (
+            "import subprocess, sys, time, os;"
+            f"g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep({params.seconds})']);"
+            f"open({params.pid_file!r}, 'w').write(f'{{os.getpid()}} {{g.pid}}');"
+            f"time.sleep({params.seconds})"
+        )
+        child = subprocess.Popen([sys.executable, "-c", code])
+        open(params.pid_file + ".horse", "w").write(str(os.getpid()))
+        deadline = time.monotonic() + params.seconds
+        while time.monotonic() < deadline and child.poll() is None:
+            ctx.progress(50, "waiting on its process tree")
+            time.sleep(0.05)
+        child.wait()
+        return {"outputs": []}
