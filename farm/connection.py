@@ -6,7 +6,9 @@ import os
 import re
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.retry import Retry
 
 from .config import FarmConfig
 from .errors import FarmUnavailableError
@@ -28,6 +30,8 @@ def connect_redis(
         "socket_connect_timeout": config.redis.connect_timeout,
         "socket_timeout": socket_timeout or SOCKET_TIMEOUT,
         "health_check_interval": 30,
+        # redis-py's default retries 3 times with up to 10 s of backoff: too slow to say "down".
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
     }
     if password and "@" not in url:
         kwargs["password"] = password
@@ -36,8 +40,18 @@ def connect_redis(
     except ValueError as exc:
         raise FarmUnavailableError(f"bad Redis URL {redact(url)!r}: {exc}") from None
     if check:
-        ping(connection, url)
+        retry = connection.get_retry()
+        connection.set_retry(no_retry())  # one connect timeout at most: "unavailable" within 3 s
+        try:
+            ping(connection, url)
+        finally:
+            if retry is not None:
+                connection.set_retry(retry)
     return connection
+
+
+def no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
 
 
 def ping(connection: Redis, url: str = "") -> float:

@@ -22,6 +22,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from .config import FarmConfig
+from .connection import no_retry
 from .errors import ConfigError, FarmError
 
 START_TIMEOUT = 15.0
@@ -66,7 +67,8 @@ class EmbeddedRedis:
     def alive(self) -> bool:
         if not self.socket.exists():
             return False
-        client = Redis(unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=2)
+        client = Redis(unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=2,
+                       retry=no_retry())
         try:
             return bool(client.ping())
         except (RedisError, OSError):
@@ -183,14 +185,12 @@ class EmbeddedRedis:
         raise FarmError(f"embedded redis-server did not answer on {self.socket} within {START_TIMEOUT:g}s")
 
     def stop(self) -> None:
-        """Shut down the server this object started (AOF is flushed by SHUTDOWN)."""
+        """Shut down the server this object started (SIGTERM: Redis flushes the AOF and exits)."""
         if self.process is None:
             return
-        client = Redis(unix_socket_path=str(self.socket), socket_timeout=5)
-        with contextlib.suppress(RedisError, OSError):
-            client.shutdown()
+        self.process.terminate()
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 import uuid
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ import redis.exceptions
 from pydantic import ValidationError
 from redis import Redis
 from redis.client import Pipeline
+from rq.exceptions import NoSuchJobError
 from rq.executions import Execution, cleanup_execution
 from rq.job import Job
 from rq.queue import Queue
@@ -157,16 +159,43 @@ class FarmWorker(Worker):
         self._last_farm_heartbeat = now
         self.connection.zadd(keys.HEARTBEATS, {self.name: now})
 
+    def _shutdown(self) -> None:
+        """Warm shutdown: never raise from the signal handler (RQ raises StopRequested when idle,
+        which could land between taking a job's slot and starting it). The work loop notices
+        the flag within a second when idle; a running job finishes, or is requeued after
+        ``shutdown_grace`` seconds."""
+        self._stop_requested = True
+        self.set_shutdown_requested_date()
+
     def request_force_stop(self, signum: int, frame: Any) -> None:
         """Second signal: stop now, but put the running job back in line instead of losing it."""
         requested = self._shutdown_requested_date
         if requested is not None and (rq_utcnow() - requested).total_seconds() < 1:
             return  # the pool and the terminal both sent one; RQ ignores such pairs too
-        if self.get_state() == WorkerStatus.BUSY and self.horse_pid:
+        if self._run is not None:
             log.warning("worker %s: cold shutdown, requeueing the running job", self.name)
             self._force_requeue = True
             return
         raise SystemExit()
+
+    def teardown(self) -> None:
+        self._release_my_slots()
+        super().teardown()
+
+    def _release_my_slots(self) -> None:
+        """Put back in line any job whose slot this worker still holds (e.g. a dispatch whose reply
+        was lost to an exit); fenced, so a job that ended normally is left alone."""
+        if self.is_horse:
+            return
+        try:
+            for job_id, value in self.connection.hgetall(keys.SLOTS).items():
+                if value.decode().split("\t")[1] != self.name:
+                    continue
+                raw = self.connection.hgetall(keys.job(job_id.decode()))
+                if raw:
+                    runs.requeue(self.connection, runs.Run.from_hash(job_id.decode(), raw))
+        except redis.exceptions.RedisError as exc:
+            log.warning("worker %s: could not release its slots at exit: %s", self.name, exc)
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -225,7 +254,7 @@ class FarmWorker(Worker):
         if reason is None:
             try:
                 job.restore(raw)
-            except Exception as exc:  # a malformed hash is refused like any other bad job
+            except (ValueError, TypeError, KeyError, LookupError, zlib.error, NoSuchJobError) as exc:
                 reason = f"refused: unreadable job ({type(exc).__name__})"
         if reason is not None:
             self._refuse(job_id, queue_name, raw, reason)
@@ -447,6 +476,9 @@ class FarmWorkerPool(WorkerPool):
 
 def run_worker(url: str, config: FarmConfig, name: str, burst: bool, logging_level: str = "INFO") -> None:
     """Entry point of one pooled worker process."""
-    connection = connect_redis(url, config)
-    worker = FarmWorker(connection=connection, config=config, name=name)
+    try:
+        connection = connect_redis(url, config)
+        worker = FarmWorker(connection=connection, config=config, name=name)
+    except KeyboardInterrupt:
+        return  # the pool was stopped while this worker was still starting
     worker.work(burst=burst, logging_level=logging_level)

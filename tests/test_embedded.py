@@ -1,0 +1,128 @@
+"""The embedded Redis and `farm up --no-tui`: fresh machine, reuse after a crash, clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from farm import Farm, JobStatus
+from farm.config import parse_config
+from farm.embedded import EmbeddedRedis
+from farm.errors import ConfigError
+from tests.conftest import write_toml
+from tests.util import wait_for
+
+
+@pytest.fixture
+def embedded_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # A short data dir: unix socket paths are limited to ~107 bytes.
+    data = Path(os.environ.get("TMPDIR", "/tmp")) / f"farm-emb-{os.getpid()}-{time.monotonic_ns()}"
+    body = {
+        "paths": {"data_dir": str(data), "input_roots": [str(tmp_path)]},
+        "scheduler": {"interval": 0.2, "sweep_interval": 1.0, "worker_timeout": 3.0},
+        "worker": {"heartbeat_interval": 0.5, "shutdown_grace": 1.0},
+    }
+    path = tmp_path / "farm.toml"
+    write_toml(path, body)
+    monkeypatch.setenv("FARM_CONFIG", str(path))
+    monkeypatch.delenv("FARM_REDIS_URL", raising=False)
+    config = parse_config(body).model_copy(update={"source": path})
+    yield config
+    for pid in redis_processes(config.socket_path):
+        os.kill(pid, signal.SIGKILL)
+
+
+def redis_processes(socket: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"redis" in cmd and str(socket).encode() in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_embedded_redis_socket_aof_and_reuse(embedded_config):
+    server = EmbeddedRedis(embedded_config)
+    assert server.start() is True
+    mode = stat.S_IMODE(server.socket.stat().st_mode)
+    assert mode & 0o077 == 0, oct(mode)
+    assert stat.S_IMODE(embedded_config.data_dir.stat().st_mode) == 0o700
+    client = Redis(unix_socket_path=str(server.socket))
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    client.set("survives", "restart")
+    # A second starter (e.g. `farm up` after the first was SIGKILLed) reuses it: never two servers.
+    assert EmbeddedRedis(embedded_config).start() is False
+    assert len(redis_processes(server.socket)) == 1
+    server.stop()
+    assert not server.alive()
+    assert EmbeddedRedis(embedded_config).start() is True
+    assert Redis(unix_socket_path=str(server.socket)).get("survives") == b"restart"
+
+
+def test_stale_socket_file_is_replaced(embedded_config):
+    embedded_config.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded_config.socket_path.write_text("stale")
+    server = EmbeddedRedis(embedded_config)
+    assert server.start() is True and server.alive()
+    server.stop()
+
+
+def test_farm_redis_refuses_a_second_server(embedded_config):
+    server = EmbeddedRedis(embedded_config)
+    server.start()
+    out = subprocess.run([sys.executable, "-m", "farm", "redis"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "already running" in out.stderr
+    server.stop()
+
+
+def test_tcp_bind_needs_a_password(embedded_config, monkeypatch):
+    monkeypatch.delenv("FARM_REDIS_PASSWORD", raising=False)
+    config = embedded_config.model_copy(update={"redis": embedded_config.redis.model_copy(
+        update={"bind": "127.0.0.1:6399"})})
+    with pytest.raises(ConfigError, match="needs a password"):
+        EmbeddedRedis(config).argv()
+    monkeypatch.setenv("FARM_REDIS_PASSWORD", "s3cret")
+    argv = EmbeddedRedis(config).argv()
+    assert argv[argv.index("--requirepass") + 1] == "s3cret"
+
+
+def test_farm_up_no_tui_demo_end_to_end(embedded_config):
+    up = subprocess.Popen([sys.executable, "-m", "farm", "up", "--no-tui", "--demo", "--workers", "2"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        server = EmbeddedRedis(embedded_config)
+        wait_for(server.alive, timeout=30, what="embedded redis")
+        farm = Farm.connect(config=embedded_config)  # as a teammate would, from another process
+        job_id = farm.submit("demo", {"duration": 0.2}, job_type="doubt", name="from-teammate")
+        assert farm.wait(job_id, timeout=60).status is JobStatus.FINISHED
+        wait_for(lambda: farm.stats().finished_last_hour >= 2, timeout=60, what="demo jobs finishing")
+        ls = subprocess.run([sys.executable, "-m", "farm", "ls"], capture_output=True, text=True, timeout=30)
+        assert "from-teammate" in ls.stdout and "finished" in ls.stdout
+        assert farm.stats().workers == 2 and farm.stats().scheduler_alive
+    finally:
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=60)
+    assert up.returncode == 0, output
+    assert "stopped" in output
+    assert not server.alive()
+    assert redis_processes(server.socket) == []
+    # Nothing lost: restart Redis and check every job is queued (requeued) or ended.
+    server.start()
+    farm = Farm.connect(config=embedded_config)
+    stats = farm.stats()
+    assert stats.running == 0
+    for info in farm.list(limit=1000):
+        assert info.status in (JobStatus.QUEUED, JobStatus.FINISHED, JobStatus.FAILED, JobStatus.SCHEDULED), info
+    server.stop()
