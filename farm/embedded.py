@@ -67,8 +67,9 @@ class EmbeddedRedis:
     def alive(self) -> bool:
         if not self.socket.exists():
             return False
-        client = Redis(unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=2,
-                       retry=no_retry())
+        client = Redis(
+            unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=2, retry=no_retry()
+        )
         try:
             return bool(client.ping())
         except (RedisError, OSError):

@@ -20,10 +20,22 @@ QUEUE_NAMES: tuple[str, ...] = tuple(p.value for p in PRIORITY_ORDER)
 
 
 class FarmJob(Job):
-    """An RQ job that reads and writes JSON unless told otherwise."""
+    """An RQ job that reads and writes JSON unless told otherwise.
+
+    ``farm_fields`` (set only on the submit path) are written in the same HSET as RQ's own
+    fields, so a submit costs one hash write per job.
+    """
+
+    farm_fields: dict[str, Any] | None = None
 
     def __init__(self, id: str | None = None, connection: Any = None, serializer: Any = None) -> None:
         super().__init__(id, connection=connection, serializer=serializer or JSONSerializer)
+
+    def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:
+        fields = super().to_dict(include_meta=include_meta, include_result=include_result)
+        if self.farm_fields:
+            fields.update(self.farm_fields)
+        return fields
 
 
 class FarmQueue(Queue):

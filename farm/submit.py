@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from redis import Redis
 from redis.exceptions import WatchError
+from rq.job import JobStatus
 
 from renderers import Registry, RenderError
 
@@ -24,6 +25,7 @@ from . import keys
 from .config import FarmConfig
 from .errors import InvalidJobError, UnknownRendererError
 from .models import Priority
+from .timeutil import utcnow
 from .rq_classes import DISPATCHER, FarmQueue
 
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -173,7 +175,7 @@ def build_specs(
 
 
 class QueueCache:
-    """One FarmQueue per priority (RQ caches the server version per Queue instance)."""
+    """One FarmQueue per priority, reused by every submit."""
 
     def __init__(self, connection: Redis) -> None:
         self._queues = {p: FarmQueue(p.value, connection=connection) for p in Priority}
@@ -204,7 +206,10 @@ def enqueue_specs(
 
 
 def _queue_writes(pipe: Any, queues: QueueCache, config: FarmConfig, specs: Sequence[JobSpec]) -> None:
+    """One HSET per job (RQ's fields and the farm's together), then one push per queue."""
     submitted = time.time()
+    enqueued_at = utcnow()
+    by_queue: dict[Priority, list[str]] = {}
     for spec in specs:
         queue = queues[spec.priority]
         job = queue.create_job(
@@ -215,9 +220,10 @@ def _queue_writes(pipe: Any, queues: QueueCache, config: FarmConfig, specs: Sequ
             failure_ttl=config.retention.failed,
             description=spec.name or spec.renderer,
             job_id=spec.job_id,
+            status=JobStatus.QUEUED,
         )
-        queue.enqueue_job(job, pipeline=pipe)
-        fields = {
+        job.enqueued_at = enqueued_at
+        fields: dict[str, Any] = {
             keys.F_RENDERER: spec.renderer,
             keys.F_PRIORITY: spec.priority.value,
             keys.F_MAX_RETRIES: spec.max_retries,
@@ -229,7 +235,12 @@ def _queue_writes(pipe: Any, queues: QueueCache, config: FarmConfig, specs: Sequ
             fields[keys.F_JOB_TYPE] = spec.job_type
         if spec.name:
             fields[keys.F_NAME] = spec.name
-        pipe.hset(keys.job(spec.job_id), mapping=fields)
-        pipe.zadd(keys.JOBS, {spec.job_id: submitted})
+        job.farm_fields = fields
+        job.save(pipeline=pipe)
+        by_queue.setdefault(spec.priority, []).append(spec.job_id)
+    for priority, ids in by_queue.items():
+        pipe.sadd(keys.RQ_QUEUES_SET, keys.queue(priority.value))
+        pipe.rpush(keys.queue(priority.value), *ids)
+    pipe.zadd(keys.JOBS, {spec.job_id: submitted for spec in specs})
     pipe.lpush(keys.WAKE, 1)
     pipe.ltrim(keys.WAKE, 0, 0)

@@ -230,3 +230,14 @@ def procs(tmp_path: Path, config: FarmConfig) -> Iterator[Procs]:
 
 def wait_workers(connection: Redis, count: int, timeout: float = 15.0) -> None:
     wait_for(lambda: connection.zcard("farm:heartbeats") >= count, timeout, what=f"{count} workers")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI a skipped test is a failure: every tool the suite needs must be installed."""
+    from tests.util import IN_CI
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if IN_CI and skipped:
+        reporter.write_line(f"CI: {skipped} test(s) skipped; in CI a skip is a failure", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

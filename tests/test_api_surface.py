@@ -28,7 +28,9 @@ def test_exception_hierarchy():
 
 
 def test_farm_does_not_import_textual():
-    code = "import sys, farm, farm.worker, farm.cli, renderers, renderers.demo; print('textual' in sys.modules)"
+    code = (
+        "import sys, farm, farm.worker, farm.cli, renderers, renderers.demo; print('textual' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -13,14 +13,31 @@ from farm import Farm, JobStatus
 from tests.conftest import run_burst
 
 
-def farm_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "farm", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+def farm_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "farm", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def test_submit_ls_show_stats(farm: Farm, config, redis_url):
-    out = farm_cli("submit", "demo", "--param", "duration=0", "--param", "stages=2", "--priority", "high",
-                   "--name", "cli-job")
+    out = farm_cli(
+        "submit",
+        "demo",
+        "--param",
+        "duration=0",
+        "--param",
+        "stages=2",
+        "--priority",
+        "high",
+        "--name",
+        "cli-job",
+    )
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip()
     info = farm.get(job_id)
@@ -56,17 +73,20 @@ def test_submit_wait_shows_progress_and_exit_code(farm: Farm, procs):
     assert out.returncode == 1 and "failed: invalid_input" in out.stderr
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (("submit", "nope"), 2, "unknown renderer 'nope'"),
-    (("submit", "demo", "-p", "duration=soon"), 2, "duration"),
-    (("submit", "demo", "-p", "noequals"), 2, "KEY=VALUE"),
-    (("submit", "demo", "--params", "{bad json"), 2, "not valid JSON"),
-    (("show", "does-not-exist"), 3, "no job 'does-not-exist'"),
-    (("cancel", "does-not-exist"), 3, "no job"),
-    (("show", "bad/id"), 2, "not a valid job id"),
-    (("caps", "--total", "-3"), 2, "between 0"),
-    (("caps", "--set", "manim"), 2, "NAME=N"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("submit", "nope"), 2, "unknown renderer 'nope'"),
+        (("submit", "demo", "-p", "duration=soon"), 2, "duration"),
+        (("submit", "demo", "-p", "noequals"), 2, "KEY=VALUE"),
+        (("submit", "demo", "--params", "{bad json"), 2, "not valid JSON"),
+        (("show", "does-not-exist"), 3, "no job 'does-not-exist'"),
+        (("cancel", "does-not-exist"), 3, "no job"),
+        (("show", "bad/id"), 2, "not a valid job id"),
+        (("caps", "--total", "-3"), 2, "between 0"),
+        (("caps", "--set", "manim"), 2, "NAME=N"),
+    ],
+)
 def test_errors_are_one_line_with_exit_codes(farm: Farm, args, code, message):
     out = farm_cli(*args)
     assert out.returncode == code, (out.stdout, out.stderr)

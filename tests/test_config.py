@@ -19,8 +19,15 @@ EXAMPLE = ROOT / "config.example.toml"
 def test_spec_defaults():
     c = FarmConfig()
     assert c.caps.total == 10 and c.caps.renderers == {"manim": 4}
-    assert [(w.start, w.end, w.multiplier) for w in c.caps.windows] == [("06:00", "09:00", 1.5), ("20:00", "23:00", 1.5)]
-    assert c.queues.job_types == {"doubt": Priority.HIGH, "topic_short": Priority.MEDIUM, "daily_ca": Priority.LOW}
+    assert [(w.start, w.end, w.multiplier) for w in c.caps.windows] == [
+        ("06:00", "09:00", 1.5),
+        ("20:00", "23:00", 1.5),
+    ]
+    assert c.queues.job_types == {
+        "doubt": Priority.HIGH,
+        "topic_short": Priority.MEDIUM,
+        "daily_ca": Priority.LOW,
+    }
     assert c.retry.max_retries == 3 and c.retry.base_delay == 300 and c.retry.max_delay == 3600
     assert c.timeouts.default == 600
     assert (c.retention.finished, c.retention.failed, c.retention.canceled) == (86400, 604800, 604800)
@@ -45,8 +52,18 @@ def test_example_documents_every_key_with_its_default():
     data = tomllib.loads(text)
     parsed = parse_config(data)
     defaults = FarmConfig()
-    for section in ("redis", "queues", "caps", "retry", "timeouts", "retention", "scheduler", "worker",
-                    "limits", "alerts"):
+    for section in (
+        "redis",
+        "queues",
+        "caps",
+        "retry",
+        "timeouts",
+        "retention",
+        "scheduler",
+        "worker",
+        "limits",
+        "alerts",
+    ):
         assert getattr(parsed, section) == getattr(defaults, section), section
     for key in _leaf_keys(FarmConfig):
         section, _, leaf = key.rpartition(".")

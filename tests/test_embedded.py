@@ -89,8 +89,9 @@ def test_farm_redis_refuses_a_second_server(embedded_config):
 
 def test_tcp_bind_needs_a_password(embedded_config, monkeypatch):
     monkeypatch.delenv("FARM_REDIS_PASSWORD", raising=False)
-    config = embedded_config.model_copy(update={"redis": embedded_config.redis.model_copy(
-        update={"bind": "127.0.0.1:6399"})})
+    config = embedded_config.model_copy(
+        update={"redis": embedded_config.redis.model_copy(update={"bind": "127.0.0.1:6399"})}
+    )
     with pytest.raises(ConfigError, match="needs a password"):
         EmbeddedRedis(config).argv()
     monkeypatch.setenv("FARM_REDIS_PASSWORD", "s3cret")
@@ -99,8 +100,13 @@ def test_tcp_bind_needs_a_password(embedded_config, monkeypatch):
 
 
 def test_farm_up_no_tui_demo_end_to_end(embedded_config):
-    up = subprocess.Popen([sys.executable, "-m", "farm", "up", "--no-tui", "--demo", "--workers", "2"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "farm", "up", "--no-tui", "--demo", "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         server = EmbeddedRedis(embedded_config)
         wait_for(server.alive, timeout=30, what="embedded redis")
@@ -124,5 +130,7 @@ def test_farm_up_no_tui_demo_end_to_end(embedded_config):
     stats = farm.stats()
     assert stats.running == 0
     for info in farm.list(limit=1000):
-        assert info.status in (JobStatus.QUEUED, JobStatus.FINISHED, JobStatus.FAILED, JobStatus.SCHEDULED), info
+        assert info.status in (JobStatus.QUEUED, JobStatus.FINISHED, JobStatus.FAILED, JobStatus.SCHEDULED), (
+            info
+        )
     server.stop()

@@ -62,11 +62,14 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("url", [
-    f"redis://127.0.0.1:{_closed_port()}/0",
-    "unix:///nonexistent/redis.sock",
-    "redis://10.255.255.1:6379/0",  # unroutable: exercises the connect timeout
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://127.0.0.1:{_closed_port()}/0",
+        "unix:///nonexistent/redis.sock",
+        "redis://10.255.255.1:6379/0",  # unroutable: exercises the connect timeout
+    ],
+)
 def test_unreachable_redis_raises_within_3s(url, config):
     start = time.monotonic()
     with pytest.raises(FarmUnavailableError) as err:
@@ -78,8 +81,13 @@ def test_unreachable_redis_raises_within_3s(url, config):
 def test_cli_exit_code_4_when_unavailable(config):
     url = f"redis://127.0.0.1:{_closed_port()}/0"
     start = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "farm", "stats"], capture_output=True, text=True,
-                         env={**__import__("os").environ, "FARM_REDIS_URL": url}, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "farm", "stats"],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "FARM_REDIS_URL": url},
+        timeout=30,
+    )
     assert out.returncode == 4
     assert out.stderr.startswith("farm: error: cannot reach Redis") and out.stderr.count("\n") == 1
     assert "Traceback" not in out.stderr

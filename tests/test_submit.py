@@ -51,8 +51,9 @@ BAD_SUBMITS = [
 
 
 @pytest.mark.parametrize(("args", "options", "error", "message"), BAD_SUBMITS)
-def test_bad_submit_is_rejected_without_any_redis_write(farm: Farm, connection: Redis, args, options, error,
-                                                         message):
+def test_bad_submit_is_rejected_without_any_redis_write(
+    farm: Farm, connection: Redis, args, options, error, message
+):
     farm.submit("demo", {"duration": 0})  # something in Redis already, so "unchanged" means something
     before = keyspace(connection)
     with pytest.raises(error) as caught:
@@ -86,17 +87,21 @@ def test_duplicate_explicit_id_is_rejected(farm: Farm, connection: Redis):
 def test_submit_many_is_all_or_nothing(farm: Farm, connection: Redis):
     before = keyspace(connection)
     with pytest.raises(InvalidJobError, match="request 2"):
-        farm.submit_many([
-            {"renderer": "demo", "params": {"duration": 0}},
-            {"renderer": "demo", "params": {}},
-            {"renderer": "demo", "params": {"duration": "x"}},
-        ])
+        farm.submit_many(
+            [
+                {"renderer": "demo", "params": {"duration": 0}},
+                {"renderer": "demo", "params": {}},
+                {"renderer": "demo", "params": {"duration": "x"}},
+            ]
+        )
     with pytest.raises(InvalidJobError, match="appears twice"):
         farm.submit_many([{"renderer": "demo", "job_id": "a"}, {"renderer": "demo", "job_id": "a"}])
     with pytest.raises(InvalidJobError, match="unknown keys"):
         farm.submit_many([{"renderer": "demo", "colour": "red"}])
     assert keyspace(connection) == before
-    ids = farm.submit_many([{"renderer": "demo", "priority": "low"}, {"renderer": "demo", "job_type": "doubt"}])
+    ids = farm.submit_many(
+        [{"renderer": "demo", "priority": "low"}, {"renderer": "demo", "job_type": "doubt"}]
+    )
     assert [farm.get(i).priority for i in ids] == [Priority.LOW, Priority.HIGH]
 
 
@@ -113,14 +118,26 @@ def test_stored_job_is_json_and_calls_only_the_dispatcher(farm: Farm, connection
     assert json.loads(zlib.decompress(raw))[0] == DISPATCHER
     assert connection.lrange("rq:queue:low", 0, -1) == [job_id.encode()]
     info = farm.get(job_id)
-    assert (info.status, info.name, info.job_type, info.renderer) == (JobStatus.QUEUED, "nightly", "daily_ca", "demo")
+    assert (info.status, info.name, info.job_type, info.renderer) == (
+        JobStatus.QUEUED,
+        "nightly",
+        "daily_ca",
+        "demo",
+    )
     assert info.position == 1
 
 
-@pytest.mark.parametrize(("job_type", "priority", "expected"), [
-    ("doubt", None, "high"), ("topic_short", None, "medium"), ("daily_ca", None, "low"),
-    ("unheard_of", None, "medium"), (None, None, "medium"), ("doubt", "low", "low"),
-])
+@pytest.mark.parametrize(
+    ("job_type", "priority", "expected"),
+    [
+        ("doubt", None, "high"),
+        ("topic_short", None, "medium"),
+        ("daily_ca", None, "low"),
+        ("unheard_of", None, "medium"),
+        (None, None, "medium"),
+        ("doubt", "low", "low"),
+    ],
+)
 def test_priority_from_job_type(farm: Farm, job_type, priority, expected):
     job_id = farm.submit("demo", {}, job_type=job_type, priority=priority)
     assert farm.get(job_id).priority.value == expected

@@ -49,7 +49,9 @@ def test_job_runs_to_finished_with_result_progress_and_log(farm: Farm, procs, co
     assert info.attempts == 1 and len(info.history) == 1 and info.history[0].error_kind is None
     assert any(0 < p < 100 for p in seen), seen
     log = [line.decode() for line in connection.lrange(f"farm:log:{job_id}", 0, -1)]
-    assert log == [f"stage {i}/4: {n}" for i, n in zip(range(1, 5), ["prepare", "layout", "animate", "encode"])]
+    assert log == [
+        f"stage {i}/4: {n}" for i, n in zip(range(1, 5), ["prepare", "layout", "animate", "encode"])
+    ]
     assert connection.ttl(f"rq:job:{job_id}") > 0
     assert not connection.hlen("farm:slots")
 
@@ -84,9 +86,13 @@ def test_failed_job_then_manual_retry(farm: Farm, config, redis_url):
     assert [e.action for e in farm.audit_log()] == ["retry"]
 
 
-def test_foreign_json_job_is_refused_not_imported(farm: Farm, config, redis_url, connection: Redis, tmp_path: Path):
+def test_foreign_json_job_is_refused_not_imported(
+    farm: Farm, config, redis_url, connection: Redis, tmp_path: Path
+):
     marker = tmp_path / "owned-json"
-    job = Queue("high", connection=connection, serializer=JSONSerializer).enqueue("os.system", f"touch {marker}")
+    job = Queue("high", connection=connection, serializer=JSONSerializer).enqueue(
+        "os.system", f"touch {marker}"
+    )
     run_burst(config, redis_url)
     assert not marker.exists()
     raw = connection.hgetall(f"rq:job:{job.id}")
@@ -94,7 +100,9 @@ def test_foreign_json_job_is_refused_not_imported(farm: Farm, config, redis_url,
     assert b"is not the farm dispatcher" in raw[b"farm_error"]
 
 
-def test_pickled_job_is_refused_never_unpickled(farm: Farm, config, redis_url, connection: Redis, tmp_path: Path):
+def test_pickled_job_is_refused_never_unpickled(
+    farm: Farm, config, redis_url, connection: Redis, tmp_path: Path
+):
     marker = tmp_path / "owned-pickle"
     job = Queue("medium", connection=connection).enqueue(os.system, f"touch {marker}")  # RQ's default: pickle
     connection.hset(job.key, "farm_renderer", "demo")  # pretend to be a farm job, even

@@ -1,0 +1,90 @@
+"""Shared by the benchmarks: a private redis-server, a farm config, and timing helpers.
+
+Benchmarks compare the farm with its peer (plain RQ) in the same run on the same Redis and print
+ratios; they assert nothing about absolute times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from farm.config import FarmConfig, parse_config
+from farm.embedded import redis_binary
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A throwaway redis-server on a unix socket; yields its URL."""
+    tmp = Path(tempfile.mkdtemp(prefix="farm-bench-"))
+    sock = tmp / "redis.sock"
+    proc = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = Redis(unix_socket_path=str(sock))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    try:
+        yield f"unix://{sock}"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def bench_config(url: str, tmp: Path | None = None, **sections: Any) -> FarmConfig:
+    tmp = tmp or Path(tempfile.mkdtemp(prefix="farm-bench-data-"))
+    data: dict[str, Any] = {
+        "redis": {"url": url},
+        "paths": {"data_dir": str(tmp)},
+        "caps": {"windows": []},
+        "scheduler": {"worker_timeout": 5.0},
+        "worker": {"heartbeat_interval": 1.0},
+    }
+    for name, body in sections.items():
+        data[name] = {**data.get(name, {}), **body}
+    return parse_config(data)
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def median_rate(run: Callable[[], float], rounds: int) -> float:
+    return statistics.median(run() for _ in range(rounds))
+
+
+def report(title: str, rows: list[tuple[str, float, float]], target: float | None = None) -> None:
+    """rows: (label, farm value, peer value); higher is better."""
+    print(f"\n{title}")
+    for label, ours, peer in rows:
+        ratio = ours / peer if peer else float("inf")
+        verdict = "" if target is None else ("  ok" if ratio >= target else f"  BELOW target {target}")
+        print(f"  {label:<34} farm {ours:10.1f}   peer {peer:10.1f}   ratio {ratio:5.2f}{verdict}")
