@@ -25,8 +25,8 @@ from . import keys
 from .config import FarmConfig
 from .errors import InvalidJobError, UnknownRendererError
 from .models import Priority
-from .timeutil import utcnow
 from .rq_classes import DISPATCHER, FarmQueue
+from .timeutil import utcnow
 
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 JOB_TYPE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

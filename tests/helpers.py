@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from renderers.base import Params, RenderContext, Renderer
@@ -44,7 +45,7 @@ class TreeRenderer(Renderer):
             f"time.sleep({params.seconds})"
         )
         child = subprocess.Popen([sys.executable, "-c", code])
-        open(params.pid_file + ".horse", "w").write(str(os.getpid()))
+        Path(params.pid_file + ".horse").write_text(str(os.getpid()))
         deadline = time.monotonic() + params.seconds
         while time.monotonic() < deadline and child.poll() is None:
             ctx.progress(50, "waiting on its process tree")

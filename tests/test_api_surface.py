@@ -36,10 +36,10 @@ def test_farm_does_not_import_textual():
 
 
 def test_key_formats_match_rq():
+    from redis import Redis
     from rq.queue import Queue
     from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
     from rq_scheduler import Scheduler
-    from redis import Redis
 
     conn = Redis()  # never connects: only key names are built
     assert Queue("high", connection=conn).key == keys.queue("high")

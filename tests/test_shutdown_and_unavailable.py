@@ -12,7 +12,6 @@ import pytest
 from redis import Redis
 
 from farm import Farm, FarmUnavailableError, JobStatus
-from tests.conftest import wait_workers
 from tests.util import wait_for
 
 
