@@ -36,7 +36,7 @@ def connect_redis(
     if password and "@" not in url:
         kwargs["password"] = password
     try:
-        connection = Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
+        connection = Redis.from_url(url, **kwargs)
     except ValueError as exc:
         raise FarmUnavailableError(f"bad Redis URL {redact(url)!r}: {exc}") from None
     if check:

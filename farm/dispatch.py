@@ -39,6 +39,7 @@ class _Installed:
     registry: Registry
     connection: Redis
     attempt: int = 1  # of the job about to be forked; set by the worker
+    job_type: str | None = None
 
 
 _installed: _Installed | None = None
@@ -50,9 +51,11 @@ def configure(config: FarmConfig, registry: Registry, connection: Redis) -> None
     _installed = _Installed(config, registry, connection)
 
 
-def set_attempt(attempt: int) -> None:
+def set_job(attempt: int, job_type: str | None) -> None:
+    """Facts about the job the worker is about to fork for (the horse reads them)."""
     if _installed is not None:
         _installed.attempt = attempt
+        _installed.job_type = job_type
 
 
 def renderer_env(config: FarmConfig) -> RendererEnv:
@@ -74,6 +77,7 @@ class HorseContext:
     deadline: float | None
     connection: Redis
     attempt: int = 1
+    job_type: str | None = None
     _last_progress: float = 0.0
     _last_stage: str | None = None
     _last_cancel_check: float = 0.0
@@ -190,6 +194,7 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
         deadline=time.monotonic() + float(timeout),
         connection=connection,
         attempt=_installed.attempt,
+        job_type=_installed.job_type,
         _last_stage="starting",  # the dispatcher already wrote progress 0, stage "starting"
     )
     try:

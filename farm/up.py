@@ -134,7 +134,9 @@ def run_up(
     try:
         if tui:
             if run_ui is None:
-                from app.app import run_tui as run_ui
+                from app.app import run_tui
+
+                run_ui = run_tui
             run_ui(config, url)
         else:
             print(

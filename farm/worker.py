@@ -261,7 +261,7 @@ class FarmWorker(Worker):
             return None
         self._raw = raw
         self._run = runs.Run.from_hash(job_id, raw)
-        dispatch.set_attempt(self._run.attempt)
+        dispatch.set_job(self._run.attempt, text(raw, keys.F_JOB_TYPE))
         return job, FarmQueue(queue_name, connection=self.connection)
 
     def _refuse(self, job_id: str, queue_name: str, raw: dict[bytes, bytes], reason: str) -> None:

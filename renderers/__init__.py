@@ -24,6 +24,7 @@ __all__ = [
     "Renderer",
     "RendererEnv",
     "Registry",
+    "RegistryError",
     "Settings",
     "SimpleContext",
 ]

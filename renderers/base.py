@@ -80,6 +80,8 @@ class RenderContext(Protocol):
     staging_dir: Path  # write outputs here
     env: RendererEnv
     deadline: float | None  # time.monotonic() value after which the job is killed
+    attempt: int  # 1 for the first run of the job, 2 for its first retry...
+    job_type: str | None  # the job type it was submitted with, if any
 
     def progress(self, percent: float | None = None, stage: str | None = None) -> None: ...
 
@@ -88,16 +90,20 @@ class RenderContext(Protocol):
     def cancelled(self) -> bool: ...
 
 
+_SettingsModel = Settings
+_ParamsModel = Params
+
+
 class Renderer(ABC):
     name: ClassVar[str]
-    Params: ClassVar[type[Params]]
-    Settings: ClassVar[type[Settings]] = Settings
+    Params: ClassVar[type[_ParamsModel]]
+    Settings: ClassVar[type[_SettingsModel]] = Settings
 
-    def __init__(self, settings: Settings | None = None, env: RendererEnv | None = None) -> None:
+    def __init__(self, settings: _SettingsModel | None = None, env: RendererEnv | None = None) -> None:
         self.settings = settings if settings is not None else type(self).Settings()
         self.env = env
 
-    def validate(self, params: Mapping[str, Any]) -> Params:
+    def validate(self, params: Mapping[str, Any]) -> _ParamsModel:
         """Check params without touching disk or network; return the parsed model."""
         return self.Params.model_validate(dict(params))
 
@@ -118,6 +124,8 @@ class SimpleContext:
     staging_dir: Path
     env: RendererEnv
     deadline: float | None = None
+    attempt: int = 1
+    job_type: str | None = None
     cancel_after: float | None = None  # seconds after creation at which cancelled() turns true
     progress_calls: list[tuple[float | None, str | None]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)

@@ -45,8 +45,7 @@ class DemoRenderer(Renderer):
 def _should_fail(params: DemoParams, ctx: RenderContext) -> bool:
     if params.fail_attempts is None:
         return True
-    attempt = getattr(ctx, "attempt", 1)
-    return attempt <= params.fail_attempts
+    return ctx.attempt <= params.fail_attempts
 
 
 def _sleep_unless_cancelled(seconds: float, ctx: RenderContext) -> None:

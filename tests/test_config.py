@@ -119,3 +119,17 @@ def test_redis_url_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     assert c.redis_url() == "redis://box:6379/0"
     monkeypatch.setenv("FARM_REDIS_URL", "redis://other:6379/1")
     assert c.redis_url() == "redis://other:6379/1"
+
+
+def test_example_renderer_sections_load():
+    from renderers import Registry
+
+    config = parse_config(tomllib.loads(EXAMPLE.read_text()))
+    Registry(config.renderers, config.plugins).check_settings()
+
+
+def test_bad_renderer_setting_names_the_key():
+    from renderers import Registry, RegistryError
+
+    with pytest.raises(RegistryError, match="renderers.manim.executabel"):
+        Registry({"manim": {"executabel": "x"}}).check_settings()

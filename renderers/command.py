@@ -1,0 +1,245 @@
+"""The command renderer: runs argv templates defined only in config, filled from validated job vars.
+
+Job data names a template and gives its vars; it never supplies the executable or any argument the
+template does not place. Placeholders are whole ``{name}`` tokens inside argv elements, replaced
+in one pass (a value containing ``{other}`` stays literal). No shell, ever. ``fill`` and
+``check_vars`` are pure and tested without processes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from farm.models import ErrorKind
+
+from .base import Params, RenderContext, Renderer, RenderError, Settings
+from .paths import check_relative_or_within, confine, plain_name
+from .proc import run
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_INT = re.compile(r"^[+-]?\d{1,18}$")
+MAX_STR_CHARS = 4096
+VarType = Literal["str", "int", "float", "path", "output"] | list[str]
+VarValue = str | int | float
+
+
+class TemplateSettings(BaseModel):
+    """One argv template (``[renderers.command.templates.<name>]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    argv: list[str] = Field(min_length=1)
+    vars: dict[str, VarType] = {}  # name → str | int | float | path | output | [choices]
+    timeout: float | None = Field(default=None, gt=0)  # seconds for one run
+    exit_codes: dict[int, ErrorKind] = {}  # e.g. {2 = "invalid_input"}; other failures: on_error
+    on_error: ErrorKind = ErrorKind.UNKNOWN
+    env: dict[str, str] = {}  # extra environment for the command
+    progress: str | None = None  # regex whose first group is a percent, matched on output lines
+
+    @field_validator("progress")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            groups = re.compile(value).groups
+        except re.error as exc:
+            raise ValueError(f"bad progress regex: {exc}") from exc
+        if groups < 1:
+            raise ValueError("progress regex needs a group capturing the percent")
+        return value
+
+    @model_validator(mode="after")
+    def _placeholders_match_vars(self) -> TemplateSettings:
+        if not self.argv[0] or PLACEHOLDER.search(self.argv[0]):
+            raise ValueError("argv[0] must be a fixed executable, without placeholders")
+        used = {name for arg in self.argv for name in PLACEHOLDER.findall(arg)}
+        undeclared = sorted(used - set(self.vars))
+        if undeclared:
+            raise ValueError(f"placeholders without a declared var: {', '.join(undeclared)}")
+        unused = sorted(set(self.vars) - used)
+        if unused:
+            raise ValueError(f"vars never used in argv: {', '.join(unused)}")
+        for name, kind in self.vars.items():
+            if isinstance(kind, list) and (not kind or not all(isinstance(c, str) for c in kind)):
+                raise ValueError(f"var {name!r}: a choice list needs at least one string")
+        return self
+
+
+class CommandSettings(Settings):
+    templates: dict[str, TemplateSettings] = {}
+
+
+class CommandParams(Params):
+    template: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="template name from config")
+    vars: dict[str, StrictStr | StrictInt | StrictFloat] = Field(
+        default_factory=dict, description="values for the template's vars"
+    )
+
+
+def _invalid(message: str) -> RenderError:
+    return RenderError(ErrorKind.INVALID_INPUT, message)
+
+
+def check_value(name: str, kind: VarType, value: Any) -> VarValue:
+    """One var's value checked against its declared type; pure."""
+    if isinstance(value, bool):
+        raise _invalid(f"var {name!r}: booleans are not accepted")
+    if isinstance(kind, list):
+        if not isinstance(value, str) or value not in kind:
+            raise _invalid(f"var {name!r} must be one of {', '.join(kind)}")
+        return value
+    if kind == "int":
+        if isinstance(value, int) or (isinstance(value, str) and _INT.match(value)):
+            return int(value)
+        raise _invalid(f"var {name!r} must be an integer")
+    if kind == "float":
+        try:
+            number = float(value) if isinstance(value, int | float | str) else math.nan
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise _invalid(f"var {name!r} must be a finite number")
+        return number
+    if not isinstance(value, str):
+        raise _invalid(f"var {name!r} must be a string")
+    if "\x00" in value:
+        raise _invalid(f"var {name!r} contains a NUL byte")
+    if kind == "path":
+        check_relative_or_within(value)
+        return value
+    if kind == "output":
+        return plain_name(value, what=f"var {name!r}")
+    if value.startswith("-"):
+        raise _invalid(f"var {name!r} must not start with '-' (it could be read as an option)")
+    if len(value) > MAX_STR_CHARS:
+        raise _invalid(f"var {name!r} is longer than {MAX_STR_CHARS} characters")
+    return value
+
+
+def check_vars(template: TemplateSettings, given: Mapping[str, Any]) -> dict[str, VarValue]:
+    """All of a template's vars, checked; unknown or missing vars are refused."""
+    unknown = sorted(set(given) - set(template.vars))
+    if unknown:
+        raise _invalid(f"unknown vars: {', '.join(unknown)} (expected: {', '.join(sorted(template.vars))})")
+    missing = sorted(set(template.vars) - set(given))
+    if missing:
+        raise _invalid(f"missing vars: {', '.join(missing)}")
+    return {name: check_value(name, kind, given[name]) for name, kind in template.vars.items()}
+
+
+def fill(argv: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    """Replace ``{name}`` tokens in each argv element, in one pass; argv[0] is never touched."""
+
+    def swap(match: re.Match[str]) -> str:
+        return values[match.group(1)]
+
+    return [argv[0], *(PLACEHOLDER.sub(swap, arg) for arg in argv[1:])]
+
+
+def percent_from(line: str, pattern: re.Pattern[str]) -> float | None:
+    found = pattern.search(line)
+    if not found:
+        return None
+    try:
+        return max(0.0, min(100.0, float(found.group(1))))
+    except ValueError:
+        return None
+
+
+class CommandRenderer(Renderer):
+    name = "command"
+    Params = CommandParams
+    Settings = CommandSettings
+
+    @property
+    def conf(self) -> CommandSettings:
+        assert isinstance(self.settings, CommandSettings)
+        return self.settings
+
+    def template(self, name: str) -> TemplateSettings:
+        found = self.conf.templates.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.conf.templates)) or "none"
+            raise _invalid(f"unknown command template {name!r} (configured: {known})")
+        return found
+
+    def validate(self, params: Mapping[str, Any]) -> CommandParams:
+        parsed = CommandParams.model_validate(dict(params))
+        template = self.template(parsed.template)
+        values = check_vars(template, parsed.vars)
+        roots = self.env.input_roots if self.env is not None else ()
+        for name, kind in template.vars.items():
+            if kind == "path":
+                check_relative_or_within(str(values[name]), roots)
+        return parsed
+
+    def render(self, params: CommandParams, ctx: RenderContext) -> dict[str, Any]:
+        template = self.template(params.template)
+        values = check_vars(template, params.vars)
+        staging = Path(ctx.staging_dir)
+        filled: dict[str, str] = {}
+        outputs: list[str] = []
+        for name, kind in template.vars.items():
+            value = values[name]
+            if kind == "path":
+                filled[name] = str(confine(str(value), ctx.env.input_roots))
+            elif kind == "output":
+                outputs.append(str(value))
+                filled[name] = str(staging / str(value))
+            else:
+                filled[name] = str(value)
+        argv = fill(template.argv, filled)
+        stage = f"{params.template}: running"
+        ctx.progress(0.0, stage)
+        pattern = re.compile(template.progress) if template.progress else None
+        best = [0.0]
+
+        def on_line(line: str, stream: str) -> None:
+            percent = percent_from(line, pattern) if pattern else None
+            if percent is not None and percent > best[0]:
+                best[0] = percent
+                ctx.progress(percent, stage)
+
+        env = {**os.environ, **template.env}
+        done = run(argv, ctx, cwd=staging, env=env, on_line=on_line, timeout=template.timeout, what=argv[0])
+        if done.returncode != 0:
+            tail = " | ".join(done.tail[-5:]) or "no output"
+            if len(tail) > 700:
+                tail = "..." + tail[-700:]
+            if done.returncode < 0:
+                error_kind = ErrorKind.UNKNOWN
+                how = f"was killed by signal {-done.returncode}"
+            else:
+                error_kind = template.exit_codes.get(done.returncode, template.on_error)
+                how = f"exited with code {done.returncode}"
+            raise RenderError(error_kind, f"template {params.template!r} {how}: {tail}")
+        missing = [name for name in outputs if not (staging / name).is_file()]
+        if missing:
+            raise RenderError(
+                ErrorKind.UNKNOWN, f"template {params.template!r} did not create {', '.join(missing)}"
+            )
+        produced = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+        ctx.progress(100.0, "done")
+        return {
+            "outputs": produced,
+            "size_bytes": sum((staging / name).stat().st_size for name in produced),
+            "returncode": done.returncode,
+            "render_seconds": round(done.seconds, 3),
+        }

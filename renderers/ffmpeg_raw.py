@@ -1,0 +1,170 @@
+"""The policy for the ffmpeg renderer's ``raw`` preset: which arguments job data may pass to ffmpeg.
+
+Strict by design (allowlists, not denylists): every option must be known, inputs (``-i``) are
+paths confined at render time, outputs are plain file names in the staging dir, ``-f`` only names
+ordinary container formats (no ``lavfi``, ``concat``, capture devices or network protocols), and
+filter graphs may only use filters that cannot open files or sockets. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from farm.models import ErrorKind
+
+from .base import RenderError
+from .paths import check_relative_or_within, plain_name
+
+
+class Arg(Enum):
+    FLAG = "flag"  # no value
+    VALUE = "value"  # a value ffmpeg never opens as a file
+    INPUT = "input"  # -i: an input path
+    FORMAT = "format"  # -f: a container format from FORMATS
+    FILTER = "filter"  # a filter graph checked against FILTERS
+
+
+# fmt: off
+_FLAGS = (
+    "-an", "-vn", "-sn", "-dn", "-shortest", "-re", "-copyts", "-start_at_zero", "-y",
+    "-accurate_seek", "-noaccurate_seek", "-nostdin", "-hide_banner",
+)
+_VALUES = (
+    "-c", "-codec", "-vcodec", "-acodec", "-b", "-crf", "-qp", "-preset", "-tune", "-profile",
+    "-level", "-pix_fmt", "-r", "-s", "-aspect", "-ss", "-sseof", "-t", "-to", "-frames",
+    "-vframes", "-aframes", "-ar", "-ac", "-q", "-qscale", "-g", "-bf", "-maxrate", "-minrate",
+    "-bufsize", "-movflags", "-map", "-map_metadata", "-map_chapters", "-threads", "-loop",
+    "-stream_loop", "-itsoffset", "-sample_fmt", "-tag", "-fps_mode", "-vsync", "-strict",
+    "-disposition", "-color_primaries", "-color_trc", "-colorspace", "-color_range",
+    "-avoid_negative_ts", "-max_muxing_queue_size", "-cpu-used", "-deadline", "-row-mt",
+    "-update", "-compression_level", "-lossless", "-metadata", "-framerate", "-video_size",
+)
+FORMATS = frozenset((
+    "mp4", "mov", "matroska", "webm", "gif", "apng", "webp", "image2", "mp3", "wav", "ogg", "opus",
+    "flac", "adts", "ipod", "avi", "mpegts", "null",
+))
+FILTERS = frozenset((
+    "scale", "crop", "pad", "fps", "format", "setsar", "setdar", "trim", "atrim", "setpts",
+    "asetpts", "concat", "overlay", "fade", "afade", "volume", "aresample", "aformat", "transpose",
+    "hflip", "vflip", "rotate", "split", "asplit", "null", "anull", "copy", "acopy", "drawbox",
+    "drawgrid", "colorchannelmixer", "colorbalance", "colorlevels", "eq", "hue", "boxblur", "gblur",
+    "unsharp", "smartblur", "palettegen", "paletteuse", "tpad", "apad", "amix", "amerge", "pan",
+    "loudnorm", "dynaudnorm", "yadif", "bwdif", "select", "aselect", "xfade", "acrossfade",
+    "chromakey", "colorkey", "alphamerge", "alphaextract", "hstack", "vstack", "xstack", "reverse",
+    "areverse", "atempo", "deband", "deblock", "framerate", "minterpolate", "negate", "noise",
+    "thumbnail", "tile", "blend", "tblend", "vignette", "zoompan", "lut", "lutrgb", "lutyuv",
+    "settb", "asettb", "fifo", "afifo", "highpass", "lowpass", "equalizer", "color", "anullsrc",
+))
+# fmt: on
+
+OPTIONS: dict[str, Arg] = {
+    **dict.fromkeys(_FLAGS, Arg.FLAG),
+    **dict.fromkeys(_VALUES, Arg.VALUE),
+    "-i": Arg.INPUT,
+    "-f": Arg.FORMAT,
+    **dict.fromkeys(("-vf", "-af", "-filter", "-filter_complex", "-lavfi"), Arg.FILTER),
+}
+
+MAX_ARGS = 200
+MAX_VALUE_CHARS = 2000
+_LABELS = re.compile(r"^(\[[^\[\]]*\])*")
+_TRAILING_LABELS = re.compile(r"(\[[^\[\]]*\])*$")
+_FILTER_NAME = re.compile(r"^[a-z0-9_]+$")
+_DURATION = re.compile(r"^\d+(\.\d+)?$")
+_PROTOCOL = re.compile(r"^[A-Za-z][A-Za-z0-9+.,-]*:")  # what ffmpeg would read as "proto:"
+
+
+def _invalid(message: str) -> RenderError:
+    return RenderError(ErrorKind.INVALID_INPUT, message)
+
+
+@dataclass(frozen=True)
+class RawPlan:
+    """Where the inputs and outputs sit in a vetted raw argument list."""
+
+    args: tuple[str, ...]
+    inputs: tuple[int, ...]  # indexes of -i values
+    outputs: tuple[int, ...]  # indexes of output file names
+    limit: float | None  # seconds from an output-side -t, for progress
+
+
+def check_input(value: str) -> None:
+    """Lexically vet an ffmpeg input: a path, never a URL or ``proto:`` (http:, file:, concat:...)."""
+    if _PROTOCOL.match(value) or "://" in value:
+        raise _invalid(f"ffmpeg inputs must be plain paths, not URLs or protocols: {value[:80]!r}")
+    check_relative_or_within(value)
+
+
+def check_filtergraph(graph: str) -> None:
+    """Refuse a filter graph using quoting/escapes or any filter outside ``FILTERS``."""
+    if any(ch in graph for ch in "'\"\\\n\r\x00"):
+        raise _invalid(f"filter graph may not contain quotes, backslashes or line breaks: {graph!r}")
+    for chain in graph.split(";"):
+        for item in chain.split(","):
+            body = _TRAILING_LABELS.sub("", _LABELS.sub("", item.strip()), count=1).strip()
+            name = body.split("=", 1)[0].split("@", 1)[0].strip()
+            if not _FILTER_NAME.match(name):
+                raise _invalid(f"cannot read filter {item.strip()!r} in {graph!r}")
+            if name not in FILTERS:
+                raise _invalid(f"ffmpeg filter {name!r} is not allowed")
+
+
+def option_kind(arg: str) -> Arg:
+    base = arg.split(":", 1)[0]
+    kind = OPTIONS.get(base)
+    if kind is None:
+        raise _invalid(f"ffmpeg option {arg!r} is not allowed in raw mode")
+    return kind
+
+
+def plan_raw(args: Sequence[str]) -> RawPlan:
+    """Vet a raw ffmpeg argument list (without the executable); pure, paths checked lexically."""
+    if not args:
+        raise _invalid("raw preset needs a non-empty 'args' list")
+    if len(args) > MAX_ARGS:
+        raise _invalid(f"raw preset takes at most {MAX_ARGS} arguments")
+    inputs: list[int] = []
+    outputs: list[int] = []
+    limit: float | None = None
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if not isinstance(arg, str) or "\x00" in arg or len(arg) > MAX_VALUE_CHARS:
+            raise _invalid(f"bad ffmpeg argument at position {index}: {str(arg)[:80]!r}")
+        if not arg.startswith("-") or arg == "-":
+            plain_name(arg, what="ffmpeg output name")
+            outputs.append(index)
+            index += 1
+            continue
+        kind = option_kind(arg)
+        if kind is Arg.FLAG:
+            index += 1
+            continue
+        if index + 1 >= len(args):
+            raise _invalid(f"ffmpeg option {arg!r} needs a value")
+        value = args[index + 1]
+        if not isinstance(value, str) or "\x00" in value or len(value) > MAX_VALUE_CHARS:
+            raise _invalid(f"bad value for ffmpeg option {arg!r}")
+        if kind is Arg.INPUT:
+            check_input(value)
+            inputs.append(index + 1)
+        elif kind is Arg.FORMAT and value not in FORMATS:
+            raise _invalid(f"ffmpeg format {value!r} is not allowed (allowed: {', '.join(sorted(FORMATS))})")
+        elif kind is Arg.FILTER:
+            check_filtergraph(value)
+        elif arg == "-t" and _DURATION.match(value):
+            limit = float(value) if limit is None else min(limit, float(value))
+        index += 2
+    if not inputs:
+        raise _invalid("raw preset needs at least one '-i' input")
+    if not outputs:
+        raise _invalid("raw preset needs at least one output file name")
+    if outputs[0] < inputs[-1]:
+        raise _invalid("in raw mode every '-i' input must come before the outputs")
+    names = [args[i] for i in outputs]
+    if len(set(names)) != len(names):
+        raise _invalid("raw preset names the same output twice")
+    return RawPlan(tuple(args), tuple(inputs), tuple(outputs), limit)

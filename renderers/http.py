@@ -1,0 +1,394 @@
+"""The http renderer: a render service over HTTP (sync POST, or POST then poll), one shared httpx client.
+
+Services are defined only in config (``[renderers.http.services.<name>]``); job data names one
+and carries a JSON payload. Secrets come from the worker's environment (``auth_env``), never from
+job data. Status codes and transport failures map to error kinds as in SPEC §6; the pure pieces
+(``error_for_response``, ``build_body``, ``extract_id``, ``service_percent``...) are tested alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from farm.models import ErrorKind
+
+from .base import Health, Params, RenderContext, Renderer, RendererEnv, RenderError, Settings
+
+ID_KEYS = ("id", "job_id", "task_id")
+DONE = frozenset({"done", "succeeded", "success", "completed", "complete", "finished"})
+FAILED = frozenset({"failed", "failure", "error", "errored", "canceled", "cancelled"})
+MAX_ERROR_CHARS = 300
+USER_AGENT = "farm-http-renderer/1"
+
+
+class ServiceSettings(BaseModel):
+    """One render service (``[renderers.http.services.<name>]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    mode: Literal["sync", "async"] = "sync"
+    preset: Literal["orchestrator", "generic"] = "orchestrator"
+    render_path: str = "/render"
+    status_path: str = "/status/{id}"  # async: polled with GET, {id} from the POST's answer
+    cancel_path: str | None = None  # async: POSTed (best effort) when the job is canceled
+    health_path: str = "/health"
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=300.0, gt=0)
+    poll_interval: float = Field(default=2.0, gt=0)
+    auth_header: str | None = None  # e.g. "Authorization" or "X-API-Key"
+    auth_env: str | None = None  # environment variable holding the secret
+    auth_prefix: str = ""  # e.g. "Bearer "
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        url = httpx.URL(value)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"base_url must be an http(s) URL with a host, not {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("render_path", "status_path", "cancel_path", "health_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"paths must start with '/', not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceSettings:
+        if (self.auth_header is None) != (self.auth_env is None):
+            raise ValueError("auth_header and auth_env go together")
+        if self.mode == "async" and "{id}" not in self.status_path:
+            raise ValueError("status_path must contain {id} for async services")
+        return self
+
+
+class HttpSettings(Settings):
+    services: dict[str, ServiceSettings] = {}
+    max_payload_bytes: int = Field(default=256 * 1024, gt=0)
+
+
+class HttpParams(Params):
+    service: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="service name from config")
+    payload: dict[str, Any] = Field(default_factory=dict, description="JSON body (see the service preset)")
+
+
+class OrchestratorPayload(BaseModel):
+    """What the seeds' orchestrator expects besides ``job_id`` (which the farm supplies)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    job_type: str | None = Field(default=None, min_length=1)  # default: the farm job's job_type
+    input: str | dict[str, Any]
+    style: str = Field(min_length=1)
+    length: int | float | str  # seconds, or a label such as "short"
+    voice: str = Field(min_length=1)
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        if not value or (isinstance(value, str) and not value.strip()):
+            raise ValueError("input must not be empty")
+        return value
+
+
+def _invalid(message: str) -> RenderError:
+    return RenderError(ErrorKind.INVALID_INPUT, message)
+
+
+def check_payload(preset: str, payload: Mapping[str, Any], max_bytes: int) -> None:
+    """Pure checks on a job's payload: JSON-able, within size, and the preset's shape."""
+    try:
+        size = len(json.dumps(payload, allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise _invalid(f"payload is not plain JSON: {exc}") from exc
+    if size > max_bytes:
+        raise _invalid(f"payload is {size} bytes, over the {max_bytes}-byte limit")
+    if preset == "orchestrator":
+        try:
+            OrchestratorPayload.model_validate(dict(payload))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "payload"
+            raise _invalid(f"payload.{where}: {first['msg']}") from exc
+
+
+def build_body(preset: str, payload: Mapping[str, Any], job_id: str, job_type: str | None) -> dict[str, Any]:
+    """The JSON body to POST: the orchestrator contract, or the payload as is."""
+    if preset != "orchestrator":
+        return dict(payload)
+    job_type = payload.get("job_type") or job_type
+    if not job_type:
+        raise _invalid("orchestrator payload needs a job_type (none given and the job has none)")
+    keys = ("input", "style", "length", "voice")
+    return {"job_id": job_id, "job_type": job_type, **{key: payload[key] for key in keys}}
+
+
+def kind_for_status(code: int) -> ErrorKind | None:
+    """SPEC §6: 5xx → api_error, 404 → not_found, other 4xx → invalid_input (408/429 retryable)."""
+    if 200 <= code < 300:
+        return None
+    if code == 404:
+        return ErrorKind.NOT_FOUND
+    if code == 408:
+        return ErrorKind.TIMEOUT
+    if code == 429 or code >= 500 or code < 400:
+        return ErrorKind.API_ERROR
+    return ErrorKind.INVALID_INPUT
+
+
+def error_text(body: bytes) -> str:
+    """The service's explanation: JSON ``error``/``detail``/``message``, else the text, truncated."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text) if text[:1] in "{[" and text else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("error", "detail", "message"):
+            value = data.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or value.get("detail") or json.dumps(value)
+            if isinstance(value, list):  # FastAPI-style validation errors
+                value = "; ".join(
+                    str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in value
+                )
+            if value:
+                text = str(value)
+                break
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "..."
+
+
+def error_for_response(response: httpx.Response, service: str) -> RenderError | None:
+    kind = kind_for_status(response.status_code)
+    if kind is None:
+        return None
+    try:
+        where = f"{response.request.method} {response.request.url}"
+    except RuntimeError:  # a Response built by hand has no request
+        where = "the service"
+    detail = error_text(response.content) or response.reason_phrase
+    return RenderError(kind, f"{service}: HTTP {response.status_code} from {where}: {detail}")
+
+
+def extract_id(data: Any) -> str:
+    if isinstance(data, dict):
+        for key in ID_KEYS:
+            value = data.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+                return str(value)
+    raise RenderError(ErrorKind.API_ERROR, f"async service answered without an id ({', '.join(ID_KEYS)})")
+
+
+def service_percent(data: Mapping[str, Any], percent_scale: bool = False) -> float | None:
+    """Progress a status answer reports, as 0–100. A float ≤ 1 is a fraction unless the service
+    already showed (``percent_scale``) it counts in percent."""
+    value = data.get("percent", data.get("progress"))
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if "percent" not in data and isinstance(value, float) and value <= 1.0 and not percent_scale:
+        value *= 100.0
+    return max(0.0, min(100.0, float(value)))
+
+
+def shape_result(preset: str, data: Any, service: str) -> dict[str, Any]:
+    """The job result from a final answer (a sync response or a finished status)."""
+    if preset != "orchestrator":
+        return {"outputs": [], "service": service, "response": data}
+    if isinstance(data, dict) and isinstance(data.get("result"), dict):
+        data = data["result"]
+    if not isinstance(data, dict) or not isinstance(data.get("video_url"), str) or not data["video_url"]:
+        raise RenderError(ErrorKind.API_ERROR, f"{service}: answer has no video_url: {str(data)[:200]}")
+    keys = ("video_url", "thumbnail_url", "duration", "processing_time_ms")
+    result: dict[str, Any] = {key: data.get(key) for key in keys}
+    urls = [url for url in (result["video_url"], result["thumbnail_url"]) if isinstance(url, str) and url]
+    return {"outputs": [], "urls": urls, "service": service, **result}
+
+
+class HttpRenderer(Renderer):
+    name = "http"
+    Params = HttpParams
+    Settings = HttpSettings
+
+    def __init__(
+        self,
+        settings: HttpSettings | None = None,
+        env: RendererEnv | None = None,
+        *,
+        client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(settings, env)
+        self._injected = client
+        self._own: httpx.Client | None = None
+        self._own_pid: int | None = None
+
+    @property
+    def conf(self) -> HttpSettings:
+        assert isinstance(self.settings, HttpSettings)
+        return self.settings
+
+    @property
+    def client(self) -> httpx.Client:
+        """The shared client, created lazily and again after a fork (pools must not cross one)."""
+        if self._injected is not None:
+            return self._injected
+        if self._own is None or self._own_pid != os.getpid():
+            self._own = httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT})
+            self._own_pid = os.getpid()
+        return self._own
+
+    @client.setter
+    def client(self, value: httpx.Client | None) -> None:
+        self._injected = value
+
+    def service(self, name: str) -> ServiceSettings:
+        found = self.conf.services.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.conf.services)) or "none"
+            raise _invalid(f"unknown http service {name!r} (configured: {known})")
+        return found
+
+    def validate(self, params: Mapping[str, Any]) -> HttpParams:
+        parsed = HttpParams.model_validate(dict(params))
+        check_payload(self.service(parsed.service).preset, parsed.payload, self.conf.max_payload_bytes)
+        return parsed
+
+    def render(self, params: HttpParams, ctx: RenderContext) -> dict[str, Any]:
+        service = self.service(params.service)
+        check_payload(service.preset, params.payload, self.conf.max_payload_bytes)
+        body = build_body(service.preset, params.payload, ctx.job_id, ctx.job_type)
+        ctx.progress(0.0, f"{params.service}: sending")
+        data = self._call(ctx, params.service, service, "POST", service.render_path, body)
+        if service.mode == "sync":
+            result = shape_result(service.preset, data, params.service)
+        else:
+            result = self._poll(ctx, params.service, service, extract_id(data))
+        ctx.progress(100.0, "done")
+        return result
+
+    def _poll(
+        self, ctx: RenderContext, name: str, service: ServiceSettings, remote_id: str
+    ) -> dict[str, Any]:
+        path = service.status_path.replace("{id}", quote(remote_id, safe=""))
+        best, percent_scale, status = 0.0, False, "queued"
+        ctx.log(f"{name}: accepted as {remote_id}")
+        while True:
+            self._sleep(ctx, name, service, remote_id, service.poll_interval)
+            data = self._call(ctx, name, service, "GET", path, None)
+            if not isinstance(data, dict):
+                raise RenderError(ErrorKind.API_ERROR, f"{name}: status answer is not a JSON object")
+            status = str(data.get("status") or data.get("state") or "running").lower()
+            if status in DONE:
+                return {**shape_result(service.preset, data, name), "remote_id": remote_id}
+            if status in FAILED:
+                kind = data.get("error_kind")
+                kind = ErrorKind(kind) if kind in {k.value for k in ErrorKind} else ErrorKind.API_ERROR
+                detail = error_text(json.dumps(data).encode())
+                raise RenderError(kind, f"{name}: remote job {remote_id} {status}: {detail}")
+            raw = data.get("percent", data.get("progress"))
+            percent_scale = percent_scale or (isinstance(raw, int | float) and raw > 1)
+            percent = service_percent(data, percent_scale)
+            if percent is not None and percent > best:
+                best = min(percent, 99.0)
+            ctx.progress(best, f"{name}: {status}")
+
+    def _sleep(
+        self, ctx: RenderContext, name: str, service: ServiceSettings, remote_id: str, secs: float
+    ) -> None:
+        end = time.monotonic() + secs
+        while (left := end - time.monotonic()) > 0:
+            if ctx.cancelled():
+                self._cancel_remote(ctx, name, service, remote_id)
+                raise RenderError(ErrorKind.CANCELED, f"canceled while waiting for {name} job {remote_id}")
+            if ctx.deadline is not None and time.monotonic() >= ctx.deadline:
+                raise RenderError(ErrorKind.TIMEOUT, f"{name}: job {remote_id} still running at the deadline")
+            time.sleep(min(left, 0.1))
+
+    def _cancel_remote(self, ctx: RenderContext, name: str, service: ServiceSettings, remote_id: str) -> None:
+        if service.cancel_path is None:
+            return
+        path = service.cancel_path.replace("{id}", quote(remote_id, safe=""))
+        try:
+            self._call(ctx, name, service, "POST", path, None, budget=3.0)
+        except RenderError as exc:
+            ctx.log(f"{name}: could not cancel remote job {remote_id}: {exc}")
+
+    def _headers(self, name: str, service: ServiceSettings) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if service.auth_header and service.auth_env:
+            secret = os.environ.get(service.auth_env)
+            if not secret:
+                raise RenderError(
+                    ErrorKind.UNKNOWN, f"{name}: environment variable {service.auth_env} is not set"
+                )
+            headers[service.auth_header] = service.auth_prefix + secret
+        return headers
+
+    def _call(
+        self,
+        ctx: RenderContext,
+        name: str,
+        service: ServiceSettings,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        budget: float | None = None,
+    ) -> Any:
+        """One request; returns the decoded JSON (or text), raises a RenderError on any failure."""
+        url = service.base_url + path
+        read = service.read_timeout if budget is None else min(budget, service.read_timeout)
+        if ctx.deadline is not None:
+            left = ctx.deadline - time.monotonic()
+            if left <= 0:
+                raise RenderError(ErrorKind.TIMEOUT, f"{name}: deadline passed before {method} {url}")
+            read = min(read, left)
+        timeout = httpx.Timeout(read, connect=min(service.connect_timeout, read))
+        try:
+            response = self.client.request(
+                method, url, json=body, headers=self._headers(name, service), timeout=timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise RenderError(ErrorKind.TIMEOUT, f"{name}: {method} {url} timed out after {read:g}s") from exc
+        except httpx.HTTPError as exc:
+            what = type(exc).__name__
+            raise RenderError(ErrorKind.API_ERROR, f"{name}: {method} {url} failed: {what}: {exc}") from exc
+        error = error_for_response(response, name)
+        if error is not None:
+            raise error
+        try:
+            return response.json()
+        except ValueError:
+            if service.preset == "generic":
+                return response.text
+            raise RenderError(ErrorKind.API_ERROR, f"{name}: {method} {url} answered with non-JSON") from None
+
+    def doctor(self) -> Health:
+        if not self.conf.services:
+            return Health(True, "no services configured")
+        states: list[str] = []
+        ok = True
+        for name, service in sorted(self.conf.services.items()):
+            url = service.base_url + service.health_path
+            try:
+                response = self.client.get(
+                    url, timeout=httpx.Timeout(5.0, connect=min(3.0, service.connect_timeout))
+                )
+            except httpx.HTTPError as exc:
+                ok = False
+                states.append(f"{name}: unreachable ({type(exc).__name__})")
+                continue
+            healthy = response.is_success
+            ok = ok and healthy
+            states.append(f"{name}: {'ok' if healthy else f'HTTP {response.status_code}'}")
+        return Health(ok, "; ".join(states))

@@ -1,0 +1,332 @@
+"""The manim renderer: runs the ``manim`` CLI on a confined script and turns its output into progress.
+
+Pure parts (``build_argv``, ``parse_progress``, ``error_message``) are tested without processes.
+What manim 0.22 prints, and what we read from it:
+
+- stderr, one tqdm bar per animation, redrawn with ``\\r``:
+  ``Animation 3: Write(Text('Hi')):  40%|####  | 12/30 [00:00<00:00, 95.2it/s]``
+  (static waits draw no bar);
+- stdout, rich log lines: ``INFO  Animation 3 : Partial movie file written in '...'``, then
+  ``Combining to Movie file.``, ``File ready at '...'`` and ``Rendered Scene / Played N animations``;
+- on failure a rich traceback box ending in ``ValueError: ...``, or an ``ERROR`` log line such as
+  ``Nope is not in the script``.
+
+The number of animations is not printed up front. By default progress grows asymptotically with
+the animations done (monotonic, never reaching the 90% reserved for combining); with
+``count_animations = true`` a ``--dry_run`` pass counts them first for exact "Animation 3/7" stages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from farm.models import ErrorKind
+
+from .base import Health, Params, RenderContext, Renderer, RenderError, Settings
+from .media import probe_duration
+from .paths import as_value_error, check_relative_or_within, confine
+from .proc import ProcResult, run
+
+Quality = Literal["low", "medium", "high", "production", "4k"]
+Format = Literal["mp4", "mov", "gif", "webm", "png"]
+QUALITY_FLAGS: dict[str, str] = {
+    "low": "-ql",
+    "medium": "-qm",
+    "high": "-qh",
+    "production": "-qp",
+    "4k": "-qk",
+}
+
+RENDER_SHARE = 90.0  # percent of the bar given to rendering animations
+COMBINING = 93.0
+READY = 97.0
+UNKNOWN_TOTAL_KNEE = 4.0  # with an unknown total, this many animations done shows as 45%
+CHILD_COLUMNS = "200"  # rich wraps log lines at the terminal width; keep them on one line
+
+_SCENE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
+_BAR = re.compile(r"Animation (\d+): (.*?):\s+(\d{1,3})%\|.*?\|\s*(\d+)/(\d+)")
+_WRITTEN = re.compile(r"Animation (\d+) : (?:Partial movie file written|Using cached data)")
+_PLAYED = re.compile(r"Played (\d+) animations?")
+_LOG = re.compile(r"^(?:\[[^\]]*\]\s+)?(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b(.*?)(?:\s+\S+\.py:\d+)?$")
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b(?::.*)?$")
+_FRAME = re.compile(r"(\S+\.py):(\d+)(?: in (\w+))?")
+_BOX_CHARS = "│╭╰─┃━┏┗╮╯"
+_PROMPT_NOISE = ("Choose number", "(Use comma", "Choice(s)")
+_TRANSIENT = ("MemoryError", "No space left on device")
+
+
+class ManimParams(Params):
+    script: str = Field(description="path of the .py file, relative to the first input root")
+    scene: str = Field(description="name of the Scene class to render")
+    quality: Quality = Field(default="high", description="low 480p15 · medium 720p30 · high 1080p60 ...")
+    format: Format = Field(default="mp4", description="png renders only the last frame")
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, value: str) -> str:
+        try:
+            check_relative_or_within(value)
+        except RenderError as exc:
+            raise as_value_error(exc) from exc
+        if PurePosixPath(value).suffix != ".py":
+            raise ValueError(f"script must be a .py file: {value!r}")
+        return value
+
+    @field_validator("scene")
+    @classmethod
+    def _scene(cls, value: str) -> str:
+        if not _SCENE.match(value):
+            raise ValueError(f"scene must be a Python class name, not {value!r}")
+        return value
+
+
+class ManimSettings(Settings):
+    executable: str = "manim"
+    ffprobe: str = "ffprobe"
+    count_animations: bool = False  # run a --dry_run pass first to know the animation count
+
+
+def build_argv(
+    params: ManimParams,
+    script_path: Path,
+    media_dir: Path,
+    *,
+    executable: str = "manim",
+    dry_run: bool = False,
+) -> list[str]:
+    """The ``manim render`` argv; the output is named after the scene so it can be found again."""
+    argv = [executable, "render", QUALITY_FLAGS[params.quality], "--format", params.format]
+    argv += ["--media_dir", str(media_dir), "-o", params.scene]
+    argv += ["--silent"]  # no version check against PyPI after every render
+    argv += ["--dry_run", "--progress_bar", "none"] if dry_run else ["--progress_bar", "leave"]
+    return [*argv, str(script_path), params.scene]
+
+
+def overall_percent(done: float, total: int | None) -> float:
+    """Percent of the whole render once ``done`` animations (fractional) are finished."""
+    done = max(0.0, done)
+    if total:
+        return RENDER_SHARE * min(done, total) / total
+    return RENDER_SHARE * done / (done + UNKNOWN_TOTAL_KNEE)
+
+
+def parse_progress(line: str, total: int | None = None) -> tuple[float | None, str | None]:
+    """Overall percent and stage from one line of manim output; ``(None, None)`` if irrelevant.
+
+    Animation numbers are shown 1-based ("Animation 3/7: Write(Text('Hi'))"); ``total`` is the
+    animation count when known (from a dry run), else the stage shows no total.
+    """
+    bar = _BAR.search(line)
+    if bar:
+        index, desc, pct, count, frames = bar.groups()
+        fraction = int(count) / int(frames) if int(frames) else int(pct) / 100
+        number = int(index) + 1
+        shown = f"{number}/{max(total, number)}" if total else str(number)
+        desc = desc if len(desc) <= 60 else desc[:57] + "..."
+        return overall_percent(int(index) + min(fraction, 1.0), total), f"Animation {shown}: {desc}"
+    written = _WRITTEN.search(line)
+    if written:
+        return overall_percent(int(written.group(1)) + 1, total), None
+    if "Combining to Movie file" in line:
+        return COMBINING, "combining movie file"
+    if "File ready at" in line or _PLAYED.search(line):
+        return READY, "file ready"
+    return None, None
+
+
+def count_animations(lines: Sequence[str]) -> int | None:
+    """The N of manim's closing "Played N animations" line."""
+    for line in reversed(lines):
+        found = _PLAYED.search(line)
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def error_message(lines: Sequence[str]) -> str:
+    """manim's own explanation of a failure, from the tail of its output, as one line."""
+    location = ""
+    kept: list[str] = []
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        if line[0] in _BOX_CHARS:
+            frame = _FRAME.search(line)
+            if frame and "site-packages" not in frame.group(1) and "<frozen" not in frame.group(1):
+                where = f"{Path(frame.group(1)).name}:{frame.group(2)}"
+                location = f"{where} in {frame.group(3)}" if frame.group(3) else where
+            continue
+        if line.startswith("Manim Community") or _BAR.search(line) or line.startswith(_PROMPT_NOISE):
+            continue
+        kept.append(line)
+    found: list[str] = []
+    for index in range(len(kept) - 1, -1, -1):
+        log = _LOG.match(kept[index])
+        if log and log.group(1) in ("ERROR", "CRITICAL"):
+            parts = [log.group(2).strip()] if log.group(2).strip() else []
+            for follow in kept[index + 1 : index + 7]:
+                if _LOG.match(follow) or _EXCEPTION.match(follow):
+                    break
+                parts.append(follow)
+            found.append(" | ".join(parts) or "manim logged an error")
+            break
+    for line in reversed(kept):
+        if _EXCEPTION.match(line):
+            found.append(f"{line} ({location})" if location else line)
+            break
+    return "; ".join(found) or " | ".join(kept[-3:]) or "manim gave no message"
+
+
+def _has_error_log(lines: Sequence[str]) -> bool:
+    return any((log := _LOG.match(line.strip())) and log.group(1) in ("ERROR", "CRITICAL") for line in lines)
+
+
+def failure(done: ProcResult) -> RenderError:
+    """The RenderError for a manim run that exited non-zero."""
+    message = error_message(done.tail)
+    if len(message) > 700:
+        message = message[:700] + "..."
+    if done.returncode < 0:
+        return RenderError(ErrorKind.UNKNOWN, f"manim was killed by signal {-done.returncode}: {message}")
+    if any(marker in message for marker in _TRANSIENT):
+        return RenderError(ErrorKind.UNKNOWN, f"manim failed: {message}")
+    return RenderError(ErrorKind.INVALID_INPUT, f"manim failed: {message}")
+
+
+@dataclass
+class ProgressTracker:
+    """Feeds manim's lines through ``parse_progress``; reports to ``ctx`` only forward moves."""
+
+    ctx: RenderContext
+    total: int | None = None
+    percent: float = 0.0
+    stage: str = "starting manim"
+    animations: int = 0  # animations seen so far (from the bars)
+
+    def feed(self, line: str, stream: str = "stderr") -> None:
+        bar = _BAR.search(line)
+        if bar:
+            self.animations = max(self.animations, int(bar.group(1)) + 1)
+        percent, stage = parse_progress(line, self.total)
+        if percent is None and stage is None:
+            return
+        percent = max(self.percent, percent or 0.0)
+        stage = stage or self.stage
+        if percent >= self.percent + 0.5 or stage != self.stage:
+            self.percent, self.stage = percent, stage
+            self.ctx.progress(percent, stage)
+
+
+def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    # unbuffered so progress streams live; no __pycache__ littering the input roots
+    env.update(PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", COLUMNS=CHILD_COLUMNS)
+    return env
+
+
+def find_output(media_dir: Path, scene: str, fmt: str) -> Path | None:
+    """The final file manim wrote for ``scene`` (never one of its partial movie files)."""
+    found = [
+        path
+        for path in media_dir.rglob(f"{scene}.{fmt}")
+        if path.is_file() and "partial_movie_files" not in path.parts
+    ]
+    return max(found, key=lambda path: path.stat().st_mtime) if found else None
+
+
+class ManimRenderer(Renderer):
+    name = "manim"
+    Params = ManimParams
+    Settings = ManimSettings
+
+    @property
+    def conf(self) -> ManimSettings:
+        assert isinstance(self.settings, ManimSettings)
+        return self.settings
+
+    def validate(self, params: Mapping[str, Any]) -> ManimParams:
+        parsed = ManimParams.model_validate(dict(params))
+        if self.env is not None:
+            check_relative_or_within(parsed.script, self.env.input_roots)
+        return parsed
+
+    def render(self, params: ManimParams, ctx: RenderContext) -> dict[str, Any]:
+        conf = self.conf
+        script = confine(params.script, ctx.env.input_roots)
+        if not script.is_file():
+            raise RenderError(ErrorKind.INVALID_INPUT, f"script is not a regular file: {params.script!r}")
+        staging = Path(ctx.staging_dir)
+        media = Path(tempfile.mkdtemp(prefix=".manim-media-", dir=staging))
+        env = child_env()
+        started = time.monotonic()
+        try:
+            total: int | None = None
+            if conf.count_animations:
+                ctx.progress(0.0, "counting animations")
+                argv = build_argv(params, script, media, executable=conf.executable, dry_run=True)
+                counted = run(argv, ctx, cwd=script.parent, env=env, tail_lines=80, what="manim")
+                if counted.returncode != 0:
+                    raise failure(counted)
+                total = count_animations(counted.tail)
+            ctx.progress(0.0, "starting manim")
+            tracker = ProgressTracker(ctx, total)
+            argv = build_argv(params, script, media, executable=conf.executable)
+            done = run(
+                argv, ctx, cwd=script.parent, env=env, on_line=tracker.feed, tail_lines=80, what="manim"
+            )
+            if done.returncode != 0:
+                raise failure(done)
+            produced = find_output(media, params.scene, params.format)
+            if produced is None:
+                kind = ErrorKind.INVALID_INPUT if _has_error_log(done.tail) else ErrorKind.UNKNOWN
+                raise RenderError(kind, f"manim wrote no {params.format} file: {error_message(done.tail)}")
+            final = staging / f"{params.scene}.{params.format}"
+            os.replace(produced, final)
+        finally:
+            shutil.rmtree(media, ignore_errors=True)
+        seconds = time.monotonic() - started
+        duration = None
+        if params.format != "png":
+            try:
+                duration = probe_duration(final, ffprobe=conf.ffprobe, demuxers=())
+            except RenderError:
+                duration = None
+        animations = total if total is not None else count_animations(done.tail)
+        ctx.progress(100.0, "done")
+        return {
+            "outputs": [final.name],
+            "size_bytes": final.stat().st_size,
+            "duration": duration,
+            "render_seconds": round(seconds, 3),
+            "animations": animations if animations is not None else tracker.animations,
+            "quality": params.quality,
+            "format": params.format,
+        }
+
+    def doctor(self) -> Health:
+        try:
+            done = subprocess.run(
+                [self.conf.executable, "--version"],
+                capture_output=True,
+                timeout=60,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return Health(False, f"{self.conf.executable}: {exc}")
+        text = (done.stdout + done.stderr).decode("utf-8", "replace").strip().splitlines()
+        if done.returncode != 0 or not text:
+            return Health(False, f"{self.conf.executable} --version exited {done.returncode}")
+        return Health(True, text[0])
