@@ -1,0 +1,268 @@
+"""The TUI's data: one immutable Snapshot of the farm, read in a fixed number of Redis round trips.
+
+Three pipelined reads whatever the size of the history: the live state (``state.read_state``),
+the ids of one page of jobs (running, the head of the line, recent retries and endings), then a
+few hash fields of those jobs. Counts come from list/sorted-set sizes; no job list is walked.
+UI-free: the app polls ``take_snapshot`` off its UI thread and renders what it gets.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict
+from redis import Redis
+
+from . import keys
+from .client import stats_from_state
+from .config import FarmConfig
+from .jobinfo import RQ_TO_FARM_STATUS
+from .models import PRIORITY_ORDER, AuditEntry, ErrorKind, FarmStats, JobStatus, Priority
+from .outcomes import registry_key
+from .placement import average_run, parallelism, wait_reason
+from .state import BAND, FarmState, read_state
+from .timeutil import from_ts, parse_rq_time
+
+ROW_FIELDS = (
+    "status",
+    keys.F_NAME,
+    keys.F_RENDERER,
+    keys.F_PRIORITY,
+    keys.F_PROGRESS,
+    keys.F_STAGE,
+    keys.F_ATTEMPTS,
+    keys.F_MAX_RETRIES,
+    "worker_name",
+    keys.F_ERROR_KIND,
+    keys.F_ERROR,
+    keys.F_SUBMITTED,
+    "started_at",
+    "ended_at",
+    keys.F_RETRY_AT,
+    keys.F_JOB_TYPE,
+)
+
+
+class JobRow(BaseModel):
+    """One line of the job table."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str | None
+    renderer: str
+    priority: Priority
+    status: JobStatus
+    progress: float
+    stage: str
+    attempts: int
+    max_retries: int
+    job_type: str | None = None
+    worker: str | None = None
+    error_kind: ErrorKind | None = None
+    error: str | None = None  # first line only
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    position: int | None = None
+    eta: datetime | None = None
+    wait_reason: str | None = None
+
+    def waited(self, now: datetime) -> float | None:
+        if self.enqueued_at is None:
+            return None
+        end = self.started_at or (
+            now if self.status in (JobStatus.QUEUED, JobStatus.SCHEDULED) else self.ended_at
+        )
+        return max(0.0, ((end or now) - self.enqueued_at).total_seconds())
+
+    def ran(self, now: datetime) -> float | None:
+        if self.started_at is None or self.status in (JobStatus.QUEUED, JobStatus.SCHEDULED):
+            return None
+        end = now if self.status is JobStatus.RUNNING else (self.ended_at or now)
+        return max(0.0, (end - self.started_at).total_seconds())
+
+
+class Snapshot(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    stats: FarmStats
+    rows: tuple[JobRow, ...]
+    alerts: tuple[str, ...] = ()
+    audit: tuple[AuditEntry, ...] = ()
+    redis_rtt_ms: float = 0.0
+    workers_alive: tuple[str, ...] = ()
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("utf-8", "replace") if value else None
+
+
+def _line_ids(connection: Redis, state: FarmState, limit: int) -> list[str]:
+    """The first ``limit`` queued jobs in the order dispatch.lua serves them."""
+    with connection.pipeline(transaction=False) as pipe:
+        for rank, p in enumerate(PRIORITY_ORDER, start=1):
+            for renderer in state.held:
+                pipe.zrangebyscore(
+                    keys.held(renderer),
+                    rank * BAND,
+                    (rank + 1) * BAND - 1,
+                    start=0,
+                    num=limit,
+                    withscores=True,
+                )
+            pipe.lrange(keys.queue(p.value), 0, limit - 1)
+        replies = iter(pipe.execute())
+    ids: list[str] = []
+    for _p in PRIORITY_ORDER:
+        held: list[tuple[float, str]] = []
+        for _renderer in state.held:
+            held.extend((score, member.decode()) for member, score in next(replies))
+        ids.extend(member for _, member in sorted(held))  # held jobs of a priority come first
+        ids.extend(member.decode() for member in next(replies))
+        if len(ids) >= limit:
+            break
+    return ids[:limit]
+
+
+def _recent_ids(connection: Redis, limit: int) -> list[str]:
+    """Scheduled retries and the most recently ended jobs (all three registries, all priorities)."""
+    with connection.pipeline(transaction=False) as pipe:
+        for p in PRIORITY_ORDER:
+            pipe.zrange(keys.scheduled(p.value), 0, limit - 1, withscores=True)
+        for p in PRIORITY_ORDER:
+            for registry in ("finished", "failed", "canceled"):
+                pipe.zrevrange(registry_key(registry, p.value), 0, limit - 1, withscores=True)
+        replies = pipe.execute()
+    scheduled = sorted((score, m.decode()) for reply in replies[:3] for m, score in reply)
+    ended = sorted(((score, m.decode()) for reply in replies[3:] for m, score in reply), reverse=True)
+    return [m for _, m in scheduled[:limit]] + [m for _, m in ended[:limit]]
+
+
+def _row(job_id: str, values: list[bytes | None]) -> JobRow | None:
+    f = dict(zip(ROW_FIELDS, values, strict=True))
+    status_raw = _text(f["status"])
+    if status_raw is None:
+        return None
+    kind = _text(f[keys.F_ERROR_KIND])
+    priority = _text(f[keys.F_PRIORITY]) or "medium"
+    error = _text(f[keys.F_ERROR])
+    status = RQ_TO_FARM_STATUS.get(status_raw, JobStatus.QUEUED)
+    retry_at = from_ts(_text(f[keys.F_RETRY_AT]))
+    return JobRow(
+        id=job_id,
+        name=_text(f[keys.F_NAME]),
+        renderer=_text(f[keys.F_RENDERER]) or "?",
+        priority=Priority(priority) if priority in Priority._value2member_map_ else Priority.MEDIUM,
+        status=status,
+        progress=float(_text(f[keys.F_PROGRESS]) or 0),
+        stage=_text(f[keys.F_STAGE]) or "",
+        attempts=int(_text(f[keys.F_ATTEMPTS]) or 0),
+        max_retries=int(_text(f[keys.F_MAX_RETRIES]) or 0),
+        job_type=_text(f[keys.F_JOB_TYPE]),
+        worker=_text(f["worker_name"]),
+        error_kind=ErrorKind(kind) if kind in ErrorKind._value2member_map_ else None,
+        error=error.splitlines()[0][:200] if error else None,
+        enqueued_at=from_ts(_text(f[keys.F_SUBMITTED])),
+        started_at=parse_rq_time(f["started_at"]),
+        ended_at=parse_rq_time(f["ended_at"]) if status.terminal else None,
+        eta=retry_at if status is JobStatus.SCHEDULED else None,
+        wait_reason=f"retry at {retry_at.astimezone():%H:%M:%S}"
+        if status is JobStatus.SCHEDULED and retry_at
+        else None,
+    )
+
+
+def _place_rows(state: FarmState, rows: list[JobRow]) -> list[JobRow]:
+    """Positions, wait reasons and ETAs for the queued rows (in line order) and running rows."""
+    now = datetime.fromtimestamp(state.at, UTC)
+    placed = []
+    position = 0
+    lanes: dict[str, list[float]] = {}
+    for row in rows:
+        if row.status is JobStatus.QUEUED:
+            position += 1
+            reason = wait_reason(state, row.priority, row.renderer, position)
+            eta = None
+            if reason != "queue paused" and state.workers_alive and state.caps.effective_total:
+                # Each renderer's jobs start as its lanes free up: a lane frees when a running job
+                # ends (estimated from its average run), then every average run after that.
+                lane = lanes.setdefault(row.renderer, _lanes(state, row.renderer))
+                start = min(lane)
+                lane[lane.index(start)] = start + average_run(state, row.renderer)
+                eta = datetime.fromtimestamp(state.at + start, UTC)
+            placed.append(row.model_copy(update={"position": position, "wait_reason": reason, "eta": eta}))
+        elif row.status is JobStatus.RUNNING and row.started_at is not None:
+            elapsed = (now - row.started_at).total_seconds()
+            total = (
+                elapsed * 100 / row.progress
+                if row.progress >= 5
+                else max(elapsed, average_run(state, row.renderer))
+            )
+            eta = datetime.fromtimestamp(row.started_at.timestamp() + total, UTC)
+            placed.append(row.model_copy(update={"eta": eta}))
+        else:
+            placed.append(row)
+    return placed
+
+
+def _lanes(state: FarmState, renderer: str) -> list[float]:
+    """Seconds from now until each of the renderer's parallel lanes is free."""
+    run = average_run(state, renderer)
+    busy = sorted(max(0.0, run - (state.at - s.started)) for s in state.slots if s.renderer == renderer)
+    width = parallelism(state, renderer)
+    lanes = busy[:width] + [0.0] * max(0, width - len(busy))
+    return lanes
+
+
+def alerts(config: FarmConfig, stats: FarmStats) -> tuple[str, ...]:
+    found = []
+    queued = sum(stats.counts[JobStatus.QUEUED].values())
+    if queued > config.alerts.queue_depth:
+        found.append(f"queue depth {queued} > {config.alerts.queue_depth}")
+    if stats.failed_last_hour > config.alerts.failures_per_hour:
+        found.append(
+            f"{stats.failed_last_hour} failures in the last hour > {config.alerts.failures_per_hour}"
+        )
+    if stats.avg_wait is not None and stats.avg_wait > config.alerts.avg_wait_minutes * 60:
+        found.append(f"average wait {stats.avg_wait / 60:.0f} min > {config.alerts.avg_wait_minutes:g} min")
+    if not stats.scheduler_alive:
+        found.append("scheduler not running: no retries, no sweeps")
+    if stats.workers == 0:
+        found.append("no workers alive")
+    return tuple(found)
+
+
+def take_snapshot(
+    connection: Redis,
+    config: FarmConfig,
+    *,
+    queued_limit: int = 40,
+    recent_limit: int = 40,
+    now: float | None = None,
+) -> Snapshot:
+    start = time.perf_counter()
+    state = read_state(connection, config, now=now)
+    rtt_ms = (time.perf_counter() - start) * 1000
+    running_ids = [slot.job_id for slot in state.slots]
+    ids = running_ids + _line_ids(connection, state, queued_limit) + _recent_ids(connection, recent_limit)
+    unique = list(dict.fromkeys(ids))
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in unique:
+            pipe.hmget(keys.job(job_id), ROW_FIELDS)
+        pipe.lrange(keys.AUDIT, 0, 9)
+        replies = pipe.execute()
+    rows = [row for job_id, values in zip(unique, replies[:-1], strict=True) if (row := _row(job_id, values))]
+    stats = stats_from_state(state)
+    audit = tuple(AuditEntry.model_validate_json(blob) for blob in replies[-1])
+    return Snapshot(
+        at=datetime.fromtimestamp(state.at, UTC),
+        stats=stats,
+        rows=tuple(_place_rows(state, rows)),
+        alerts=alerts(config, stats),
+        audit=audit,
+        redis_rtt_ms=rtt_ms,
+        workers_alive=state.workers_alive,
+    )
