@@ -196,6 +196,11 @@ class Farm:
             return place_job(self.connection, state, info)
         return info
 
+    def log_tail(self, job_id: str, lines: int = 50) -> builtins.list[str]:
+        """The last lines the job's renderer logged (the full log is on the worker's disk)."""
+        tail = self._call("log", self.connection.lrange, keys.log(_check_id(job_id)), -max(1, lines), -1)
+        return [line.decode("utf-8", "replace") for line in tail]
+
     def wait(self, job_id: str, timeout: float | None = None) -> JobInfo:
         """Block until the job is finished, failed or canceled; TimeoutError after ``timeout`` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
