@@ -26,7 +26,7 @@ from . import keys
 from .config import FarmConfig
 from .errors import InvalidJobError
 from .models import Caps, Window
-from .outcomes import wake
+from .outcomes import event, wake
 from .timeutil import local_minute_of_day
 
 MAX_CAP = 10_000
@@ -131,5 +131,6 @@ def apply_changes(connection: Redis, changes: Mapping[str, int | None]) -> None:
                 pipe.hdel(keys.CAPS, field)
             else:
                 pipe.hset(keys.CAPS, field, value)
+        event(pipe, e="caps", **{k: "" if v is None else str(v) for k, v in changes.items()})
         wake(pipe)
         pipe.execute()

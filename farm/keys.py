@@ -28,6 +28,8 @@ WORKER = PREFIX + "worker:"  # + worker name: hash of farm-level worker facts
 SCHEDULER_HEARTBEAT = PREFIX + "scheduler:heartbeat"  # string: unix time of the last scheduler tick
 SWEEP_LOCK = PREFIX + "sweep:lock"
 STATS = PREFIX + "stats:"  # + minute bucket (unix minute): hash of counters
+EVENTS = PREFIX + "events"  # stream: slot starts/stops, cap changes, retries (ordered by the server)
+EVENTS_MAXLEN = 20_000
 AUDIT = PREFIX + "audit"  # list of JSON audit entries, newest first
 LOG = PREFIX + "log:"  # + job id: list, the job's log tail
 

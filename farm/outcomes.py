@@ -34,7 +34,14 @@ def registry_key(kind: str, priority: str) -> str:
     return f"rq:{kind}:{priority}"
 
 
-def claim(connection: Redis, job_id: str, token: str | None, writes: Callable[[Pipeline], None]) -> bool:
+def claim(
+    connection: Redis,
+    job_id: str,
+    token: str | None,
+    writes: Callable[[Pipeline], None],
+    renderer: str = "?",
+    outcome: str = "ended",
+) -> bool:
     """Commit ``writes`` plus the slot release iff the run holding the slot has ``token``.
 
     ``token=None`` claims whatever run holds the slot. Returns False when the slot is not (or no
@@ -50,7 +57,7 @@ def claim(connection: Redis, job_id: str, token: str | None, writes: Callable[[P
                     pipe.unwatch()
                     return False
                 pipe.multi()
-                release_slot(pipe, job_id)
+                release_slot(pipe, job_id, renderer, outcome)
                 writes(pipe)
                 pipe.execute()
                 return True
@@ -58,10 +65,16 @@ def claim(connection: Redis, job_id: str, token: str | None, writes: Callable[[P
                 continue
 
 
-def release_slot(pipe: Pipeline, job_id: str) -> None:
+def release_slot(pipe: Pipeline, job_id: str, renderer: str, outcome: str) -> None:
     pipe.delete(keys.owner(job_id))
     pipe.hdel(keys.SLOTS, job_id)
+    event(pipe, e="stop", job=job_id, r=renderer, o=outcome)
     wake(pipe)
+
+
+def event(pipe: Pipeline | Redis, **fields: str) -> None:
+    """Append to farm:events, the ordered record of slot starts/stops and cap changes."""
+    pipe.xadd(keys.EVENTS, fields, maxlen=keys.EVENTS_MAXLEN, approximate=True)
 
 
 def wake(pipe: Pipeline | Redis) -> None:

@@ -87,7 +87,9 @@ def finish(
         )
         outcomes.count_outcome(pipe, JobStatus.FINISHED, run.renderer, run.run_seconds())
 
-    return outcomes.claim(connection, run.job_id, run.token, _with_extra(writes, extra))
+    return outcomes.claim(
+        connection, run.job_id, run.token, _with_extra(writes, extra), run.renderer, "finished"
+    )
 
 
 def fail(
@@ -117,7 +119,8 @@ def fail(
                 },
             )
 
-    if outcomes.claim(connection, run.job_id, run.token, _with_extra(writes, extra)):
+    outcome = f"{kind.value}:{decision.value}"
+    if outcomes.claim(connection, run.job_id, run.token, _with_extra(writes, extra), run.renderer, outcome):
         return decision
     return None
 
@@ -134,7 +137,9 @@ def cancel(connection: Redis, config: FarmConfig, run: Run, message: str, extra:
         )
         outcomes.count_outcome(pipe, JobStatus.CANCELED, run.renderer, run.run_seconds())
 
-    return outcomes.claim(connection, run.job_id, run.token, _with_extra(writes, extra))
+    return outcomes.claim(
+        connection, run.job_id, run.token, _with_extra(writes, extra), run.renderer, "canceled"
+    )
 
 
 def requeue(connection: Redis, run: Run, extra: Extra = None) -> bool:
@@ -145,4 +150,6 @@ def requeue(connection: Redis, run: Run, extra: Extra = None) -> bool:
             pipe, run.job_id, run.priority, front=True, fields={keys.F_ATTEMPTS: max(0, run.attempt - 1)}
         )
 
-    return outcomes.claim(connection, run.job_id, run.token, _with_extra(writes, extra))
+    return outcomes.claim(
+        connection, run.job_id, run.token, _with_extra(writes, extra), run.renderer, "requeued"
+    )

@@ -49,6 +49,7 @@ def promote(connection: Redis, job_id: str) -> bool:
                 priority = text(raw, keys.F_PRIORITY) or text(raw, "origin") or "medium"
                 pipe.zrem(keys.scheduled(priority), job_id)
                 outcomes.write_requeued(pipe, job_id, priority, front=False, fields={})
+                outcomes.event(pipe, e="retry", job=job_id, p=priority)
                 pipe.execute()
                 return True
             except WatchError:

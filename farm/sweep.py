@@ -67,7 +67,7 @@ def sweep_runs(connection: Redis, config: FarmConfig, report: SweepReport, now: 
         token = connection.get(keys.owner(job_id))
         if not raw or token is None or text(raw, "status") != "started":
             if now - float(started or 0) > config.scheduler.worker_timeout:
-                _free_orphan(connection, job_id, token)
+                _free_orphan(connection, job_id, token, renderer)
                 report.freed.append(job_id)
             continue
         run = runs.Run.from_hash(job_id, raw)
@@ -102,13 +102,13 @@ def sweep_runs(connection: Redis, config: FarmConfig, report: SweepReport, now: 
                 report.timed_out.append(job_id)
 
 
-def _free_orphan(connection: Redis, job_id: str, token: bytes | None) -> None:
+def _free_orphan(connection: Redis, job_id: str, token: bytes | None, renderer: str) -> None:
     """A slot whose job is gone or not running: release it (fenced when it has an owner)."""
     if token is not None:
-        outcomes.claim(connection, job_id, token.decode(), lambda pipe: None)
+        outcomes.claim(connection, job_id, token.decode(), lambda pipe: None, renderer, "orphan freed")
     else:
         with connection.pipeline() as pipe:
-            outcomes.release_slot(pipe, job_id)
+            outcomes.release_slot(pipe, job_id, renderer, "orphan freed")
             pipe.execute()
 
 

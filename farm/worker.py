@@ -273,8 +273,9 @@ class FarmWorker(Worker):
             outcomes.write_failed(pipe, job_id, priority, ttl, ErrorKind.INVALID_INPUT, reason, "[]")
 
         token = text(raw, keys.F_TOKEN)
-        if token and raw.get(keys.F_RENDERER.encode()):
-            outcomes.claim(self.connection, job_id, token, writes)
+        renderer = text(raw, keys.F_RENDERER)
+        if token and renderer:
+            outcomes.claim(self.connection, job_id, token, writes, renderer, "refused")
         else:
             with self.connection.pipeline() as pipe:
                 writes(pipe)

@@ -153,6 +153,8 @@ if best_renderer ~= '' then
         'last_heartbeat', started_at, 'ended_at', '', 'farm_progress', '0', 'farm_stage', 'starting',
         'farm_token', token)
     redis.call('HINCRBY', jkey, 'farm_attempts', 1)
+    redis.call('XADD', 'farm:events', 'MAXLEN', '~', 20000, '*', 'e', 'start', 'job', best_id,
+        'r', best_renderer, 'p', queue_name, 'w', worker)
     redis.call('HDEL', jkey, 'farm_retry_at', 'farm_cancel')
     used_total = used_total + 1
 end
