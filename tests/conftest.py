@@ -134,27 +134,39 @@ def config_data(tmp_path: Path, redis_url: str) -> dict[str, Any]:
     return data
 
 
+class ConfigBuilder:
+    """Builds the test's config (overrides merge into the fast defaults) and exports it as
+    FARM_CONFIG for child processes. The last config built is the one children see."""
+
+    def __init__(self, tmp_path: Path, base: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.tmp_path = tmp_path
+        self.base = base
+        self.monkeypatch = monkeypatch
+        self.current: FarmConfig | None = None
+
+    def __call__(self, **overrides: Any) -> FarmConfig:
+        data = merge(self.base, overrides)
+        path = self.tmp_path / "farm.toml"
+        write_toml(path, data)
+        self.monkeypatch.setenv("FARM_CONFIG", str(path))
+        self.monkeypatch.delenv("FARM_REDIS_URL", raising=False)
+        self.current = parse_config(data).model_copy(update={"source": path})
+        return self.current
+
+    def ensure(self) -> FarmConfig:
+        return self.current or self()
+
+
 @pytest.fixture
 def make_config(
     tmp_path: Path, config_data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., FarmConfig]:
-    """Build the test's config (overrides merge into the fast defaults) and export it for children."""
-
-    def build(**overrides: Any) -> FarmConfig:
-        data = merge(config_data, overrides)
-        path = tmp_path / "farm.toml"
-        write_toml(path, data)
-        monkeypatch.setenv("FARM_CONFIG", str(path))
-        monkeypatch.delenv("FARM_REDIS_URL", raising=False)
-        config = parse_config(data)
-        return config.model_copy(update={"source": path})
-
-    return build
+) -> ConfigBuilder:
+    return ConfigBuilder(tmp_path, config_data, monkeypatch)
 
 
 @pytest.fixture
-def config(make_config: Callable[..., FarmConfig]) -> FarmConfig:
-    return make_config()
+def config(make_config: ConfigBuilder) -> FarmConfig:
+    return make_config.ensure()
 
 
 @pytest.fixture
@@ -187,11 +199,13 @@ def burst(config: FarmConfig, redis_url: str) -> Callable[[], None]:
 class Procs:
     """Farm subprocesses started by a test; all killed (with their process groups) at teardown."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, configs: ConfigBuilder) -> None:
         self.tmp_path = tmp_path
+        self.configs = configs
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str, log_name: str = "proc") -> subprocess.Popen[bytes]:
+        self.configs.ensure()
         log = open(self.tmp_path / f"{log_name}-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "farm", *args],
@@ -222,8 +236,8 @@ class Procs:
 
 
 @pytest.fixture
-def procs(tmp_path: Path, config: FarmConfig) -> Iterator[Procs]:
-    p = Procs(tmp_path)
+def procs(tmp_path: Path, make_config: ConfigBuilder) -> Iterator[Procs]:
+    p = Procs(tmp_path, make_config)
     yield p
     p.stop_all()
 

@@ -19,6 +19,7 @@ class CountingConnection:
     def __getattr__(self, name):
         attr = getattr(self.inner, name)
         if name == "pipeline":
+
             def pipeline(*args, **kwargs):
                 pipe = attr(*args, **kwargs)
                 original = pipe.execute
@@ -29,11 +30,14 @@ class CountingConnection:
 
                 pipe.execute = execute
                 return pipe
+
             return pipeline
         if callable(attr):
+
             def call(*args, **kwargs):
                 self.trips += 1
                 return attr(*args, **kwargs)
+
             return call
         return attr
 
