@@ -316,8 +316,11 @@ class FarmWorker(Worker):
         timeout = float(job.timeout or self.config.renderer_timeout(run.renderer))
         deadline = time.monotonic() + timeout
         reason, status = self._watch_horse(job, execution, pid, deadline)
-        if reason is not None:
-            self.kill_horse()
+        # Kill the horse's whole process group now, whatever happened: on timeout/cancel that is the
+        # point; after an exit it takes down any subprocess the horse left behind. The horse is not
+        # reaped yet, so its pid (the group id) cannot have been reused.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
         if status is None:
             status = self._reap(pid)
         self._horse_pid = 0

@@ -55,7 +55,6 @@ def replay(events: list[dict[str, str]], total: int, caps: dict[str, int]) -> Re
             cap = renderer_caps.get(renderer)
             if cap is not None and in_use > cap:
                 result.violations.append(f"{renderer} {in_use} > cap {cap} at {event['id']}")
-        elif kind == "stop":
-            if running.pop(event["job"], None) is None:
-                result.violations.append(f"{event['job']} stopped without running ({event['id']})")
+        elif kind == "stop" and running.pop(event["job"], None) is None:
+            result.violations.append(f"{event['job']} stopped without running ({event['id']})")
     return result
