@@ -15,7 +15,6 @@ from farm.retry import Decision, decide, retry_delay
 from farm.rq_classes import FarmJob, FarmQueue
 from tests.conftest import run_burst
 from tests.events import read_events
-from tests.util import wait_for
 
 
 def test_retry_policy_pure():
