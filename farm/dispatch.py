@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import get_current_job
 
 from renderers import Registry, RendererEnv, RenderError
@@ -28,9 +31,7 @@ from .models import ErrorKind
 from .submit import format_validation_error
 
 LOG_TAIL_LINES = 200
-PROGRESS_EVERY = 0.2  # seconds between progress writes (stage changes are written at once)
-CANCEL_EVERY = 0.25  # seconds between checks of the cancel flag
-LOG_FLUSH_EVERY = 0.2
+FLUSH_EVERY = 0.2  # seconds between writes of a running job's progress and log, and cancel checks
 
 
 @dataclass
@@ -67,74 +68,106 @@ def renderer_env(config: FarmConfig) -> RendererEnv:
     )
 
 
-@dataclass
 class HorseContext:
-    """RenderContext backed by the job's Redis hash; writes are throttled and batched."""
+    """RenderContext backed by the job's Redis hash.
 
-    job_id: str
-    staging_dir: Path
-    env: RendererEnv
-    deadline: float | None
-    connection: Redis
-    attempt: int = 1
-    job_type: str | None = None
-    _last_progress: float = 0.0
-    _last_stage: str | None = None
-    _last_cancel_check: float = 0.0
-    _cancelled: bool = False
-    _pending_lines: list[str] = field(default_factory=list)
-    _last_flush: float = 0.0
-    _log_file: Any = None
+    The renderer never waits on Redis: progress, stage and log lines are kept in memory and the
+    horse's background thread (``horse_loop``) writes them every ``FLUSH_EVERY`` seconds in one
+    pipeline, and reads the job's cancel flag. ``close`` writes the log lines still pending (the
+    final progress/stage are written with the job's outcome). The staging directory is created
+    on first use, so renders without files never touch the disk for it.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        staging: Path,
+        env: RendererEnv,
+        deadline: float | None,
+        connection: Redis,
+        attempt: int = 1,
+        job_type: str | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self._staging = staging
+        self.env = env
+        self.deadline = deadline
+        self.connection = connection
+        self.attempt = attempt
+        self.job_type = job_type
+        self._lock = threading.Lock()
+        self._fields: dict[str, Any] = {}
+        self._lines: list[str] = []
+        self._file_lines: list[str] = []
+        self._cancelled = False
+
+    @property
+    def staging_dir(self) -> Path:
+        if not self._staging.exists():
+            self._staging.mkdir(parents=True)
+        return self._staging
 
     def progress(self, percent: float | None = None, stage: str | None = None) -> None:
-        now = time.monotonic()
-        stage_changed = stage is not None and stage != self._last_stage
-        if not stage_changed and now - self._last_progress < PROGRESS_EVERY:
-            return
-        mapping: dict[str, Any] = {}
-        if percent is not None:
-            mapping[keys.F_PROGRESS] = round(max(0.0, min(100.0, float(percent))), 1)
-        if stage is not None:
-            mapping[keys.F_STAGE] = stage[:200]
-            self._last_stage = stage
-        if mapping:
-            self.connection.hset(keys.job(self.job_id), mapping=mapping)
-        self._last_progress = now
+        with self._lock:
+            if percent is not None:
+                self._fields[keys.F_PROGRESS] = round(max(0.0, min(100.0, float(percent))), 1)
+            if stage is not None:
+                self._fields[keys.F_STAGE] = stage[:200]
 
     def log(self, line: str) -> None:
-        line = line.rstrip("\n")
-        self._pending_lines.append(line[:2000])
-        if self._log_file is None:
-            self.env.log_dir.mkdir(parents=True, exist_ok=True)
-            self._log_file = open(self.env.log_dir / f"{self.job_id}.log", "a", encoding="utf-8")  # noqa: SIM115
-        self._log_file.write(line + "\n")
-        if time.monotonic() - self._last_flush >= LOG_FLUSH_EVERY or len(self._pending_lines) >= 100:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending_lines:
-            key = keys.log(self.job_id)
-            with self.connection.pipeline(transaction=False) as pipe:
-                pipe.rpush(key, *self._pending_lines)
-                pipe.ltrim(key, -LOG_TAIL_LINES, -1)
-                pipe.execute()
-            self._pending_lines.clear()
-        if self._log_file is not None:
-            self._log_file.flush()
-        self._last_flush = time.monotonic()
+        line = line.rstrip("\n")[:2000]
+        with self._lock:
+            self._lines.append(line)
+            self._file_lines.append(line)
 
     def cancelled(self) -> bool:
-        now = time.monotonic()
-        if not self._cancelled and now - self._last_cancel_check >= CANCEL_EVERY:
-            self._last_cancel_check = now
-            self._cancelled = bool(self.connection.hget(keys.job(self.job_id), keys.F_CANCEL))
         return self._cancelled
 
+    def flush(self, with_progress: bool = True, check_cancel: bool = True) -> None:
+        with self._lock:
+            fields = self._fields if with_progress else {}
+            if with_progress:
+                self._fields = {}
+            lines, self._lines = self._lines, []
+            file_lines, self._file_lines = self._file_lines, []
+        if file_lines:  # the full log, on this worker's disk
+            self.env.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.env.log_dir / f"{self.job_id}.log", "a", encoding="utf-8") as handle:
+                handle.write("\n".join(file_lines) + "\n")
+        if not (fields or lines or check_cancel):
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            if fields:
+                pipe.hset(keys.job(self.job_id), mapping=fields)
+            if lines:
+                pipe.rpush(keys.log(self.job_id), *lines)
+                pipe.ltrim(keys.log(self.job_id), -LOG_TAIL_LINES, -1)
+            if check_cancel:
+                pipe.hget(keys.job(self.job_id), keys.F_CANCEL)
+            replies = pipe.execute()
+        if check_cancel and replies[-1]:
+            self._cancelled = True
+
     def close(self) -> None:
-        self.flush()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
+        self.flush(with_progress=False, check_cancel=False)
+
+
+_context: HorseContext | None = None
+
+
+def horse_loop(parent_pid: int) -> None:
+    """The horse's background thread: flush the running render's progress and log, pick up cancel
+    requests, and if the worker dies, take the horse's whole process group down with it."""
+    while True:
+        time.sleep(FLUSH_EVERY)
+        if os.getppid() != parent_pid:
+            os.killpg(0, signal.SIGKILL)
+        ctx = _context
+        if ctx is not None:
+            try:
+                ctx.flush()
+            except (RedisError, OSError):
+                continue  # a blip must not break the render; the next flush retries
 
 
 def staging_dir(config: FarmConfig, job_id: str) -> Path:
@@ -184,19 +217,19 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
             ErrorKind.INVALID_INPUT, format_validation_error(f"{renderer} params", exc)
         ) from None
     staging = staging_dir(config, job.id)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    shutil.rmtree(staging, ignore_errors=True)  # left by an earlier, killed attempt
     timeout = job.timeout or config.renderer_timeout(renderer)
+    global _context
     ctx = HorseContext(
         job_id=job.id,
-        staging_dir=staging,
+        staging=staging,
         env=renderer_env(config),
         deadline=time.monotonic() + float(timeout),
         connection=connection,
         attempt=_installed.attempt,
         job_type=_installed.job_type,
-        _last_stage="starting",  # the dispatcher already wrote progress 0, stage "starting"
     )
+    _context = ctx
     try:
         result = backend.render(parsed, ctx)
         if not isinstance(result, dict):
@@ -208,4 +241,5 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
+        _context = None
         ctx.close()

@@ -20,9 +20,9 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.exceptions import WatchError
+from redis.commands.core import Script
 
-from . import keys
+from . import keys, scripts
 from .models import Attempt, ErrorKind, JobStatus
 from .timeutil import rq_time, utcnow
 
@@ -45,24 +45,35 @@ def claim(
     """Commit ``writes`` plus the slot release iff the run holding the slot has ``token``.
 
     ``token=None`` claims whatever run holds the slot. Returns False when the slot is not (or no
-    longer) held by that run: someone else ended it first.
+    longer) held by that run: someone else ended it first. One round trip: the writes are queued
+    on an unexecuted pipeline and sent to ``lua/fenced.lua``, which checks and applies them.
     """
-    owner_key = keys.owner(job_id)
-    with connection.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(owner_key)
-                current = pipe.get(owner_key)
-                if current is None or (token is not None and current.decode() != token):
-                    pipe.unwatch()
-                    return False
-                pipe.multi()
-                release_slot(pipe, job_id, renderer, outcome)
-                writes(pipe)
-                pipe.execute()
-                return True
-            except WatchError:
-                continue
+    recorder = connection.pipeline(transaction=False)
+    release_slot(recorder, job_id, renderer, outcome)
+    writes(recorder)
+    commands = [[_arg(a) for a in args] for args, _options in recorder.command_stack]
+    recorder.reset()
+    script = _fenced_script(connection)
+    return bool(
+        script(keys=[keys.owner(job_id)], args=[token or "", json.dumps(commands)], client=connection)
+    )
+
+
+_FENCED: list[Script] = []
+
+
+def _fenced_script(connection: Redis) -> Script:
+    if not _FENCED:
+        _FENCED.append(scripts.register(connection, "fenced"))
+    return _FENCED[0]
+
+
+def _arg(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
 
 
 def release_slot(pipe: Pipeline, job_id: str, renderer: str, outcome: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
+from pathlib import Path
 
 from redis import Redis
 from redis.commands.core import Script
@@ -11,7 +11,7 @@ from redis.commands.core import Script
 
 @cache
 def source(name: str) -> str:
-    return resources.files("farm").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    return (Path(__file__).parent / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
 def register(connection: Redis, name: str) -> Script:

@@ -42,15 +42,15 @@ class SweepReport:
     forgotten_workers: int = 0
 
 
-def _wip_cleanup(job_id: str, priority: str) -> Callable[[Pipeline], None]:
+def _wip_cleanup(connection: Redis, job_id: str, priority: str) -> Callable[[Pipeline], None]:
+    """Writes removing the job's executions from RQ's started registry (it stays tidy, and RQ's own
+    cleanup never acts on a run the sweep has already ended)."""
+    key = registry_key("wip", priority)
+    members = [m for m in connection.zrange(key, 0, -1) if m.decode().startswith(f"{job_id}:")]
+
     def writes(pipe: Pipeline) -> None:
-        pipe.eval(
-            "for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
-            "if string.sub(m, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then redis.call('ZREM', KEYS[1], m) end end",
-            1,
-            registry_key("wip", priority),
-            job_id,
-        )
+        if members:
+            pipe.zrem(key, *members)
 
     return writes
 
@@ -73,7 +73,7 @@ def sweep_runs(connection: Redis, config: FarmConfig, report: SweepReport, now: 
         run = runs.Run.from_hash(job_id, raw)
         if run.token != token.decode():
             continue  # a newer run owns it; leave it alone
-        cleanup = _wip_cleanup(job_id, priority)
+        cleanup = _wip_cleanup(connection, job_id, priority)
         if worker not in alive:
             if text(raw, keys.F_CANCEL):
                 done = runs.cancel(connection, config, run, f"canceled; its worker {worker} died", cleanup)

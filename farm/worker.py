@@ -86,14 +86,6 @@ def refusal(raw: dict[bytes, bytes]) -> str | None:
     return None
 
 
-def _watch_parent(parent_pid: int) -> None:
-    """In the horse: if the worker dies, take the horse's whole process group down with it."""
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent_pid:
-            os.killpg(0, signal.SIGKILL)
-
-
 class FarmWorker(Worker):
     queue_class = FarmQueue
     job_class = FarmJob
@@ -131,13 +123,24 @@ class FarmWorker(Worker):
         self._raw: dict[bytes, bytes] = {}
         self._force_requeue = False
         self._last_farm_heartbeat = 0.0
+        self._suspension_checked = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)
         dispatch.configure(self.config, self.registry, self.connection)
+        self.config.log_dir.mkdir(parents=True, exist_ok=True)
         self.farm_heartbeat(force=True)
+
+    def _warm_renderer(self, name: str) -> None:
+        """Import and build a renderer in the worker before forking, the first time it is needed:
+        every later horse inherits it ready instead of importing modules and building pydantic
+        models per job. Only renderers actually used are loaded (a smaller worker forks faster)."""
+        try:
+            self.registry.get(name)
+        except Exception as exc:  # the horse reports the problem as the job's error
+            log.warning("worker %s: renderer %s unavailable: %s", self.name, name, exc)
 
     def _start_scheduler(self, *args: Any, **kwargs: Any) -> None:
         """Retries go through rq-scheduler (``farm scheduler``), not RQ's built-in scheduler."""
@@ -151,6 +154,36 @@ class FarmWorker(Worker):
         with contextlib.suppress(redis.exceptions.RedisError):
             self.connection.zrem(keys.HEARTBEATS, self.name)
         super().register_death()
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat, in one round trip instead of three, carrying the worker's state too."""
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(timeout, pipe)
+            pipe.hset(self.key, "state", self._state)
+            pipe.execute()
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if self._run is not None:
+            self._warm_renderer(self._run.renderer)
+        execution = self.prepare_execution(job)
+        self.fork_work_horse(job, queue)
+        self.monitor_work_horse(job, queue, execution)
+        self._state = WorkerStatus.IDLE  # written by the heartbeat RQ's work loop sends next
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is None and state == self._state:
+            return  # unchanged: skip the write (RQ sets IDLE both after a job and before dequeueing)
+        super().set_state(state, pipeline)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ checks `rq suspend` before every job; once a second is plenty."""
+        now = time.monotonic()
+        if now - self._suspension_checked >= 1.0:
+            self._suspension_checked = now
+            super().check_for_suspension(burst)
 
     def farm_heartbeat(self, force: bool = False) -> None:
         now = time.time()
@@ -418,7 +451,9 @@ class FarmWorker(Worker):
     # -- running a job (horse side) -----------------------------------------------------------
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
-        threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+        threading.Thread(
+            target=dispatch.horse_loop, args=(os.getppid(),), daemon=True, name="farm-horse"
+        ).start()
         run = self._run
         assert run is not None
         try:

@@ -1,0 +1,15 @@
+-- fenced.lua: apply a list of writes only if the job's run is still owned by the given token.
+--
+-- The run that took a slot (dispatch.lua) wrote its token to farm:owner:<job>. Whoever ends the
+-- run (the horse, the worker, the sweep, a cancel) sends its outcome's writes here; they are
+-- applied, and the owner key deleted, only while the token still matches, so a run ends once.
+-- KEYS[1] farm:owner:<job>; ARGV[1] token ("" = whichever run holds it); ARGV[2] JSON list of
+-- commands, each a list of strings. Returns 1 if applied, 0 if the run was already ended.
+
+local owner = redis.call('GET', KEYS[1])
+if not owner then return 0 end
+if ARGV[1] ~= '' and owner ~= ARGV[1] then return 0 end
+for _, command in ipairs(cjson.decode(ARGV[2])) do
+    redis.call(unpack(command))
+end
+return 1
