@@ -77,11 +77,15 @@ class RenderContext(Protocol):
     """Given to ``render``: where to write, how to report, when to stop."""
 
     job_id: str
-    staging_dir: Path  # write outputs here
     env: RendererEnv
     deadline: float | None  # time.monotonic() value after which the job is killed
     attempt: int  # 1 for the first run of the job, 2 for its first retry...
     job_type: str | None  # the job type it was submitted with, if any
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where to write outputs (created on first use)."""
+        ...
 
     def progress(self, percent: float | None = None, stage: str | None = None) -> None: ...
 
