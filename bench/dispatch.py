@@ -48,8 +48,10 @@ def run_farm(url: str, n: int, workdir: Path) -> tuple[float, float]:
     connection = Redis.from_url(url)
     connection.flushall()
     config = workdir / "farm.toml"
-    config.write_text(f'[redis]\nurl = "{url}"\n[paths]\ndata_dir = "{workdir}"\n[caps]\ntotal = 100\nwindows = []\n'
-                      '[retention]\nfinished = 3600\n')
+    config.write_text(
+        f'[redis]\nurl = "{url}"\n[paths]\ndata_dir = "{workdir}"\n[caps]\ntotal = 100\nwindows = []\n'
+        "[retention]\nfinished = 3600\n"
+    )
     env = {**os.environ, "FARM_CONFIG": str(config)}
     from farm import Farm
     from farm.config import load_config
@@ -57,8 +59,13 @@ def run_farm(url: str, n: int, workdir: Path) -> tuple[float, float]:
     farm = Farm(connection, load_config(config), url=url)
     farm.submit_many([{"renderer": "demo", "params": {"duration": 0, "stages": 1}} for _ in range(n)])
     start = time.perf_counter()
-    subprocess.run([str(BIN / "farm"), "worker", "--processes", "2", "--burst"], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [str(BIN / "farm"), "worker", "--processes", "2", "--burst"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wall = n / (time.perf_counter() - start)
     return span_rate(connection, "medium", n), wall
 
@@ -67,12 +74,32 @@ def run_rq(url: str, n: int) -> tuple[float, float]:
     connection = Redis.from_url(url)
     connection.flushall()
     queue = Queue("default", connection=connection, serializer=JSONSerializer)
-    queue.enqueue_many([Queue.prepare_data("bench.noop.noop", kwargs={"renderer": "demo", "params": {}},
-                                           result_ttl=3600) for _ in range(n)])
+    queue.enqueue_many(
+        [
+            Queue.prepare_data("bench.noop.noop", kwargs={"renderer": "demo", "params": {}}, result_ttl=3600)
+            for _ in range(n)
+        ]
+    )
     start = time.perf_counter()
-    subprocess.run([str(BIN / "rq"), "worker-pool", "-n", "2", "--burst", "-u", url, "--serializer",
-                    "rq.serializers.JSONSerializer", "default"], cwd=ROOT, check=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            str(BIN / "rq"),
+            "worker-pool",
+            "-n",
+            "2",
+            "--burst",
+            "-u",
+            url,
+            "--serializer",
+            "rq.serializers.JSONSerializer",
+            "default",
+        ],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wall = n / (time.perf_counter() - start)
     return span_rate(connection, "default", n), wall
 
@@ -92,10 +119,14 @@ def main() -> None:
             rq_span.append(span)
             rq_wall.append(wall)
     med = statistics.median
-    report(f"no-op dispatch, jobs/s ({args.jobs} jobs, 2 processes, median of {args.rounds} rounds)", [
-        ("first start -> last end", med(farm_span), med(rq_span)),
-        ("whole command (with startup)", med(farm_wall), med(rq_wall)),
-    ], target=1.0)
+    report(
+        f"no-op dispatch, jobs/s ({args.jobs} jobs, 2 processes, median of {args.rounds} rounds)",
+        [
+            ("first start -> last end", med(farm_span), med(rq_span)),
+            ("whole command (with startup)", med(farm_wall), med(rq_wall)),
+        ],
+        target=1.0,
+    )
 
 
 if __name__ == "__main__":

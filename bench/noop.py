@@ -3,3 +3,10 @@
 
 def noop(**kwargs: object) -> None:
     return None
+
+
+def sleep(seconds: float = 0.0, **kwargs: object) -> None:
+    """The plain-RQ twin of a demo render of ``seconds``."""
+    import time
+
+    time.sleep(seconds)
