@@ -34,7 +34,7 @@ DURATION = 0.05
 
 def gaps(spans: list[tuple[float, float]]) -> list[float]:
     spans = sorted(spans)
-    return [max(0.0, b[0] - a[1]) * 1000 for a, b in zip(spans, spans[1:])]
+    return [max(0.0, b[0] - a[1]) * 1000 for a, b in zip(spans, spans[1:], strict=False)]
 
 
 def pct(values: list[float], q: float) -> float:

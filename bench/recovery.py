@@ -10,6 +10,7 @@ Run: .venv/bin/python bench/recovery.py [--peer-timeout 150]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -54,10 +55,8 @@ def kill_both(worker: subprocess.Popen[bytes]) -> None:
     horse = horse_of(worker.pid)
     os.kill(worker.pid, signal.SIGKILL)
     if horse:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(horse, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     worker.wait()
 
 
@@ -123,7 +122,7 @@ def main() -> None:
         "\nrecovery after SIGKILL of a worker and its horse mid-render (seconds until the job is back in line)"
     )
     print(
-        f"  farm (defaults)      {'%.1f s' % farm if farm is not None else 'NOT within 60 s'}"
+        f"  farm (defaults)      {f'{farm:.1f} s' if farm is not None else 'NOT within 60 s'}"
         f"   {'ok' if farm is not None and farm <= 30 else 'ABOVE target 30 s'}"
     )
     if peer is None:
