@@ -70,8 +70,10 @@ def list_job_ids(
     skipped = scanned = 0
     stale: list[str] = []
     ids = _candidates(connection, status, priorities)
+    # Without filters nearly every id matches: read just enough for the page.
+    page_size = PAGE if (status or priority or renderer) else min(PAGE, offset + limit + 10)
     while len(found) < limit and scanned < MAX_SCAN:
-        page = [job_id for _, job_id in zip(range(PAGE), ids, strict=False)]
+        page = [job_id for _, job_id in zip(range(page_size), ids, strict=False)]
         if not page:
             break
         scanned += len(page)
