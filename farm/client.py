@@ -5,11 +5,12 @@ from __future__ import annotations
 import builtins
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -143,7 +144,7 @@ class Farm:
         info = info_from_hash(job_id, self._raw(job_id))
         if info.status.terminal:
             return info
-        return place_job(self.connection, self._state(), info)
+        return self._call("get", place_job, self.connection, self._state(), info)
 
     def _state(self) -> FarmState:
         return self._call("state", read_state, self.connection, self.config)
@@ -193,7 +194,7 @@ class Farm:
                 update={"wait_reason": wait_reason(state, info.priority, info.renderer, None)}
             )
         if info.status in (JobStatus.SCHEDULED, JobStatus.RUNNING):
-            return place_job(self.connection, state, info)
+            return self._call("list", place_job, self.connection, state, info)
         return info
 
     def log_tail(self, job_id: str, lines: int = 50) -> builtins.list[str]:
@@ -219,8 +220,17 @@ class Farm:
 
     # -- changing jobs -------------------------------------------------------------------------
 
-    def cancel(self, job_id: str) -> JobInfo:
-        """Queued/scheduled: never runs. Running: its process tree is killed (confirmed within ~2 s)."""
+    def _transition(
+        self,
+        action: str,
+        job_id: str,
+        plan: Callable[[dict[bytes, bytes], JobStatus], Callable[[Pipeline], None]],
+    ) -> JobStatus:
+        """Change a job in one MULTI/EXEC, retried if the job changed meanwhile (WATCH).
+
+        ``plan`` sees the job's hash and status, raises if the change is not allowed, and returns
+        the writes; the audit entry is committed with them. Returns the status it started from.
+        """
         job_key = keys.job(_check_id(job_id))
         with self.connection.pipeline() as pipe:
             while True:
@@ -230,29 +240,40 @@ class Farm:
                     if not raw:
                         raise JobNotFoundError(f"no job {job_id!r}")
                     status = farm_status(raw)
-                    if status.terminal:
-                        raise InvalidTransitionError(f"job {job_id} is already {status.value}")
-                    info = info_from_hash(job_id, raw)
+                    writes = plan(raw, status)
                     pipe.multi()
-                    if status is JobStatus.RUNNING:
-                        pipe.hset(job_key, keys.F_CANCEL, self.who)
-                    else:
-                        outcomes.remove_from_waiting(pipe, job_id, info.priority.value, info.renderer)
-                        outcomes.write_canceled(
-                            pipe,
-                            job_id,
-                            info.priority.value,
-                            self.config.retention.canceled,
-                            f"canceled by {self.who} before it ran",
-                        )
-                    audit.record(pipe, self.who, "cancel", job_id, f"was {status.value}")
+                    writes(pipe)
+                    audit.record(pipe, self.who, action, job_id, f"was {status.value}")
                     pipe.execute()
-                    break
+                    return status
                 except WatchError:
                     continue
                 except RedisError as exc:
-                    raise FarmUnavailableError(f"cancel: Redis unavailable: {exc}") from None
-        if status is JobStatus.RUNNING:
+                    raise FarmUnavailableError(f"{action}: Redis unavailable: {exc}") from None
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """Queued/scheduled: never runs. Running: its process tree is killed (confirmed within ~2 s)."""
+
+        def plan(raw: dict[bytes, bytes], status: JobStatus) -> Callable[[Pipeline], None]:
+            if status.terminal:
+                raise InvalidTransitionError(f"job {job_id} is already {status.value}")
+            info = info_from_hash(job_id, raw)
+            if status is JobStatus.RUNNING:
+                return lambda pipe: pipe.hset(keys.job(job_id), keys.F_CANCEL, self.who)
+
+            def writes(pipe: Pipeline) -> None:
+                outcomes.remove_from_waiting(pipe, job_id, info.priority.value, info.renderer)
+                outcomes.write_canceled(
+                    pipe,
+                    job_id,
+                    info.priority.value,
+                    self.config.retention.canceled,
+                    f"canceled by {self.who} before it ran",
+                )
+
+            return writes
+
+        if self._transition("cancel", job_id, plan) is JobStatus.RUNNING:
             # It may have ended meanwhile, or its worker died: the flag and the sweep cover those.
             with contextlib.suppress(InvalidJobOperation, NoSuchJobError):
                 send_stop_job_command(self.connection, job_id, serializer=JSONSerializer)
@@ -263,38 +284,24 @@ class Farm:
 
     def retry(self, job_id: str) -> JobInfo:
         """A failed or canceled job goes back to its queue now; its attempt history is kept."""
-        job_key = keys.job(_check_id(job_id))
-        with self.connection.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(job_key)
-                    raw = pipe.hgetall(job_key)
-                    if not raw:
-                        raise JobNotFoundError(f"no job {job_id!r}")
-                    status = farm_status(raw)
-                    if status not in (JobStatus.FAILED, JobStatus.CANCELED):
-                        raise InvalidTransitionError(
-                            f"job {job_id} is {status.value}; only failed or canceled jobs can be retried"
-                        )
-                    priority = text(raw, keys.F_PRIORITY) or "medium"
-                    pipe.multi()
-                    outcomes.remove_from_ended(pipe, job_id, priority)
-                    outcomes.write_requeued(
-                        pipe,
-                        job_id,
-                        priority,
-                        front=False,
-                        fields={
-                            keys.F_RETRY_BASE: text(raw, keys.F_ATTEMPTS) or "0",
-                        },
-                    )
-                    audit.record(pipe, self.who, "retry", job_id, f"was {status.value}")
-                    pipe.execute()
-                    break
-                except WatchError:
-                    continue
-                except RedisError as exc:
-                    raise FarmUnavailableError(f"retry: Redis unavailable: {exc}") from None
+
+        def plan(raw: dict[bytes, bytes], status: JobStatus) -> Callable[[Pipeline], None]:
+            if status not in (JobStatus.FAILED, JobStatus.CANCELED):
+                raise InvalidTransitionError(
+                    f"job {job_id} is {status.value}; only failed or canceled jobs can be retried"
+                )
+            priority = text(raw, keys.F_PRIORITY) or "medium"
+            attempts = text(raw, keys.F_ATTEMPTS) or "0"
+
+            def writes(pipe: Pipeline) -> None:
+                outcomes.remove_from_ended(pipe, job_id, priority)
+                outcomes.write_requeued(
+                    pipe, job_id, priority, front=False, fields={keys.F_RETRY_BASE: attempts}
+                )
+
+            return writes
+
+        self._transition("retry", job_id, plan)
         return self.get(job_id)
 
     def retry_all_failed(self) -> builtins.list[str]:

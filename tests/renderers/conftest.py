@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -107,3 +108,12 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def children_before() -> set[int]:
+    """This process's descendants before the test (e.g. the session's redis-server): a test that
+    must leave no process behind compares against these."""
+    from renderers.proc import descendants
+
+    return set(descendants(os.getpid()))

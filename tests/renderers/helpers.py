@@ -34,3 +34,38 @@ def ffprobe_json(path: Path) -> dict[str, Any]:
         check=True,
     )
     return dict(json.loads(done.stdout))
+
+
+# Scenes for the real-manim tests: Tiny (1.4 s), Longer (3 s), Boom (raises), Slow (80 s).
+SCENES = """
+from manim import *
+
+
+class Tiny(Scene):
+    def construct(self):
+        square = Square()
+        self.play(Create(square), run_time=0.4)
+        self.play(square.animate.shift(RIGHT), run_time=0.4)
+        self.wait(0.2)
+        self.play(FadeOut(square), run_time=0.4)
+
+
+class Longer(Scene):
+    def construct(self):
+        square = Square()
+        self.play(Create(square), run_time=1)
+        self.play(square.animate.shift(RIGHT), run_time=1)
+        self.play(FadeOut(square), run_time=1)
+
+
+class Boom(Scene):
+    def construct(self):
+        self.play(Create(Circle()), run_time=0.2)
+        raise ValueError("kaboom from the scene")
+
+
+class Slow(Scene):
+    def construct(self):
+        for _ in range(40):
+            self.play(Rotate(Square(), angle=1), run_time=2)
+"""

@@ -12,32 +12,9 @@ import pytest
 from redis import Redis
 
 from farm import ErrorKind, Farm, JobStatus
+from tests.renderers.helpers import SCENES
 from tests.renderers.http_server import FakeService
 from tests.util import wait_for
-
-SCENE = """
-from manim import *
-
-
-class Tiny(Scene):
-    def construct(self):
-        square = Square()
-        self.play(Create(square), run_time=1)
-        self.play(square.animate.shift(RIGHT), run_time=1)
-        self.play(FadeOut(square), run_time=1)
-
-
-class Boom(Scene):
-    def construct(self):
-        self.play(Create(Circle()), run_time=0.2)
-        raise ValueError("kaboom from the scene")
-
-
-class Slow(Scene):
-    def construct(self):
-        for _ in range(40):
-            self.play(Rotate(Square(), angle=1), run_time=2)
-"""
 
 
 @pytest.fixture
@@ -74,10 +51,10 @@ def ffprobe_duration(path: str) -> float:
 def test_manim_scene_renders_through_the_farm(farm_e2e: Farm, procs, connection: Redis):
     farm = farm_e2e
     (inputs(farm) / "scenes").mkdir()
-    (inputs(farm) / "scenes" / "tiny.py").write_text(SCENE)
+    (inputs(farm) / "scenes" / "tiny.py").write_text(SCENES)
     job_id = farm.submit(
         "manim",
-        {"script": "scenes/tiny.py", "scene": "Tiny", "quality": "low"},
+        {"script": "scenes/tiny.py", "scene": "Longer", "quality": "low"},
         job_type="doubt",
         name="intro",
     )
@@ -96,7 +73,7 @@ def test_manim_scene_renders_through_the_farm(farm_e2e: Farm, procs, connection:
     info = farm.get(job_id)
     assert info.status is JobStatus.FINISHED, info.error
     output = info.result["outputs"][0]
-    assert output.startswith(str(farm.config.output_dir / job_id)) and output.endswith("Tiny.mp4")
+    assert output.startswith(str(farm.config.output_dir / job_id)) and output.endswith("Longer.mp4")
     assert 2.8 < ffprobe_duration(output) < 3.3
     assert info.progress == 100
     assert any("Animation" in s for s in stages), stages
@@ -109,7 +86,7 @@ def test_manim_scene_error_is_invalid_input(farm_e2e: Farm, config, redis_url):
     from tests.conftest import run_burst
 
     farm = farm_e2e
-    (inputs(farm) / "boom.py").write_text(SCENE)
+    (inputs(farm) / "boom.py").write_text(SCENES)
     job_id = farm.submit("manim", {"script": "boom.py", "scene": "Boom", "quality": "low"})
     missing = farm.submit("manim", {"script": "nope.py", "scene": "Tiny", "quality": "low"})
     run_burst(farm.config, redis_url)
@@ -122,7 +99,7 @@ def test_manim_scene_error_is_invalid_input(farm_e2e: Farm, config, redis_url):
 
 def test_cancel_manim_render_leaves_no_manim_process(farm_e2e: Farm, procs):
     farm = farm_e2e
-    (inputs(farm) / "slow.py").write_text(SCENE)
+    (inputs(farm) / "slow.py").write_text(SCENES)
     job_id = farm.submit("manim", {"script": "slow.py", "scene": "Slow", "quality": "low"})
     procs.worker("--processes", "1")
     wait_for(lambda: "Animation" in (farm.get(job_id).stage or ""), timeout=60)

@@ -154,7 +154,7 @@ def test_input_symlinked_outside_is_refused(
 
 
 def test_cancel_mid_encode_leaves_no_ffmpeg_behind(
-    renderer: FfmpegRenderer, clips: Path, make_ctx: ContextFactory, staging: Path
+    renderer: FfmpegRenderer, clips: Path, make_ctx: ContextFactory, staging: Path, children_before: set[int]
 ) -> None:
     ctx = make_ctx(cancel_after=1.0)
     started = time.monotonic()
@@ -164,7 +164,7 @@ def test_cancel_mid_encode_leaves_no_ffmpeg_behind(
     assert time.monotonic() - started < 2.5
     assert any(0 < (p or 0) < 100 for p, _ in ctx.progress_calls)  # it was really encoding
     wait_for(lambda: not processes_mentioning(str(staging)), timeout=5, what="ffmpeg gone")
-    assert descendants(os.getpid()) == []
+    assert set(descendants(os.getpid())) <= children_before
     assert list(staging.iterdir()) == []  # the partial output was removed
 
 

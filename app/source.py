@@ -1,0 +1,200 @@
+"""Where the UI's data comes from and where operator actions go: ``RedisSource`` (a live farm)
+or ``FixedSource`` (a given Snapshot, for snapshot tests and screenshots).
+
+The app calls every method here from worker threads, never from the UI thread, except
+``config``/``registry`` (used to validate the enqueue form, which never touches Redis).
+Unreachable Redis is always reported as ``FarmUnavailableError``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from redis.exceptions import RedisError
+
+from farm.audit import default_who
+from farm.client import Farm
+from farm.config import FarmConfig
+from farm.connection import connect_redis
+from farm.errors import FarmUnavailableError, JobNotFoundError
+from farm.models import Caps, JobInfo, Priority, WorkerInfo
+from farm.snapshot import Snapshot, take_snapshot
+from renderers import Registry
+
+T = TypeVar("T")
+
+UI_SOCKET_TIMEOUT = 3.0  # seconds: a silent Redis shows as disconnected quickly, not after 10 s
+
+
+class Source(Protocol):
+    config: FarmConfig
+    registry: Registry
+
+    def snapshot(self) -> Snapshot: ...
+    def job(self, job_id: str) -> JobInfo: ...
+    def log_tail(self, job_id: str, lines: int = 200) -> list[str]: ...
+    def workers(self) -> list[WorkerInfo]: ...
+    def submit(self, renderer: str, params: Mapping[str, Any], **options: Any) -> str: ...
+    def cancel(self, job_id: str) -> JobInfo: ...
+    def retry(self, job_id: str) -> JobInfo: ...
+    def retry_all_failed(self) -> list[str]: ...
+    def set_caps(
+        self, *, total: int | None = None, renderers: Mapping[str, int | None] | None = None
+    ) -> Caps: ...
+    def adjust_total_cap(self, delta: int) -> Caps: ...
+    def toggle_pause(self, priority: Priority) -> bool: ...
+    def close(self) -> None: ...
+
+
+def tui_who() -> str:
+    return f"tui:{default_who()}"
+
+
+class RedisSource:
+    """A live farm: snapshots straight from Redis, actions through the ``Farm`` API (audited)."""
+
+    def __init__(self, config: FarmConfig, url: str | None = None, *, who: str | None = None) -> None:
+        self.config = config
+        self.url = url or config.redis_url()
+        # No ping here: the UI must come up (and say "disconnected") even when Redis is down.
+        self.connection = connect_redis(self.url, config, check=False, socket_timeout=UI_SOCKET_TIMEOUT)
+        self.farm = Farm(self.connection, config, url=self.url, who=who or tui_who())
+        self.registry = self.farm.registry
+        self._change = threading.Lock()  # read-modify-write actions (cap +1, pause toggle)
+
+    def _redis(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except (RedisError, OSError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise FarmUnavailableError(f"Redis unavailable: {reason}") from None
+
+    def snapshot(self) -> Snapshot:
+        return self._redis(lambda: take_snapshot(self.connection, self.config))
+
+    def job(self, job_id: str) -> JobInfo:
+        return self._redis(lambda: self.farm.get(job_id))
+
+    def log_tail(self, job_id: str, lines: int = 200) -> list[str]:
+        return self._redis(lambda: self.farm.log_tail(job_id, lines))
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._redis(self.farm.workers)
+
+    def submit(self, renderer: str, params: Mapping[str, Any], **options: Any) -> str:
+        return self._redis(lambda: self.farm.submit(renderer, params, **options))
+
+    def cancel(self, job_id: str) -> JobInfo:
+        return self._redis(lambda: self.farm.cancel(job_id))
+
+    def retry(self, job_id: str) -> JobInfo:
+        return self._redis(lambda: self.farm.retry(job_id))
+
+    def retry_all_failed(self) -> list[str]:
+        return self._redis(self.farm.retry_all_failed)
+
+    def set_caps(
+        self, *, total: int | None = None, renderers: Mapping[str, int | None] | None = None
+    ) -> Caps:
+        return self._redis(lambda: self.farm.set_caps(total=total, renderers=renderers))
+
+    def adjust_total_cap(self, delta: int) -> Caps:
+        with self._change:
+            current = self._redis(self.farm.caps).total
+            return self.set_caps(total=max(0, current + delta))
+
+    def toggle_pause(self, priority: Priority) -> bool:
+        """Pause the queue, or resume it if it is paused; True when it is now paused."""
+        with self._change:
+            if priority in self._redis(self.farm.paused):
+                self._redis(lambda: self.farm.resume(priority))
+                return False
+            self._redis(lambda: self.farm.pause(priority))
+            return True
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class FixedSource:
+    """A farm frozen in one Snapshot. Actions are recorded in ``calls`` and change nothing.
+
+    Set ``down`` to make every call fail as if Redis had gone away.
+    """
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        jobs: Mapping[str, JobInfo] | None = None,
+        logs: Mapping[str, list[str]] | None = None,
+        workers: list[WorkerInfo] | None = None,
+        config: FarmConfig | None = None,
+    ) -> None:
+        self.config = config or FarmConfig()
+        self.registry = Registry(self.config.renderers, self.config.plugins)
+        self._snapshot = snapshot
+        self._jobs = dict(jobs or {})
+        self._logs = dict(logs or {})
+        self._workers = list(workers or [])
+        self.down = False
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def _check(self, name: str, *args: Any) -> None:
+        if self.down:
+            raise FarmUnavailableError("Redis unavailable: Connection refused")
+        if name:
+            self.calls.append((name, args))
+
+    def snapshot(self) -> Snapshot:
+        self._check("")
+        return self._snapshot
+
+    def job(self, job_id: str) -> JobInfo:
+        self._check("")
+        if job_id not in self._jobs:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return self._jobs[job_id]
+
+    def log_tail(self, job_id: str, lines: int = 200) -> list[str]:
+        self._check("")
+        return self._logs.get(job_id, [])[-lines:]
+
+    def workers(self) -> list[WorkerInfo]:
+        self._check("")
+        return self._workers
+
+    def submit(self, renderer: str, params: Mapping[str, Any], **options: Any) -> str:
+        self._check("submit", renderer, dict(params), options)
+        return "fixed-job"
+
+    def cancel(self, job_id: str) -> JobInfo:
+        self._check("cancel", job_id)
+        return self.job(job_id)
+
+    def retry(self, job_id: str) -> JobInfo:
+        self._check("retry", job_id)
+        return self.job(job_id)
+
+    def retry_all_failed(self) -> list[str]:
+        self._check("retry_all_failed")
+        return []
+
+    def set_caps(
+        self, *, total: int | None = None, renderers: Mapping[str, int | None] | None = None
+    ) -> Caps:
+        self._check("set_caps", total, dict(renderers or {}))
+        return self._snapshot.stats.caps
+
+    def adjust_total_cap(self, delta: int) -> Caps:
+        self._check("adjust_total_cap", delta)
+        return self._snapshot.stats.caps
+
+    def toggle_pause(self, priority: Priority) -> bool:
+        self._check("toggle_pause", priority)
+        return priority not in self._snapshot.stats.paused
+
+    def close(self) -> None:
+        pass

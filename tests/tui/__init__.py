@@ -1,0 +1,1 @@
+"""The TUI tier: Pilot tests against a real Redis and screenshots of a fixed busy farm."""

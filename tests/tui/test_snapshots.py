@@ -1,0 +1,76 @@
+"""Screenshots of the UI on a fixed busy farm and a fixed clock, compared with the accepted SVGs.
+
+Regenerate with ``pytest tests/tui --snapshot-update`` after looking at what changed.
+"""
+
+from __future__ import annotations
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from app.app import FarmApp
+from app.screens.caps import CapsScreen
+from app.screens.detail import DetailScreen
+from app.screens.enqueue import EnqueueScreen
+from app.screens.help import HelpScreen
+from app.source import FixedSource
+from app.state import LinkState
+from tests.tui.helpers import SIZE, main_screen, until
+
+
+async def loaded(pilot: Pilot) -> None:
+    await until(pilot, lambda: main_screen(pilot.app).snapshot is not None, what="the fixed snapshot")
+
+
+def test_main_screen_busy_farm(snap_compare, fixed_app: FarmApp):
+    assert snap_compare(fixed_app, terminal_size=SIZE, run_before=loaded)
+
+
+def test_job_detail(snap_compare, fixed_app: FarmApp):
+    async def open_detail(pilot: Pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DetailScreen) and pilot.app.screen.info)
+
+    assert snap_compare(fixed_app, terminal_size=SIZE, run_before=open_detail)
+
+
+def test_caps_editor(snap_compare, fixed_app: FarmApp):
+    async def open_caps(pilot: Pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(pilot.app.screen, CapsScreen))
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False
+
+    assert snap_compare(fixed_app, terminal_size=SIZE, run_before=open_caps)
+
+
+def test_enqueue_form_with_a_validation_error(snap_compare, fixed_app: FarmApp):
+    async def bad_params(pilot: Pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(pilot.app.screen, EnqueueScreen))
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False
+        await pilot.press(*"duration=-1 x=1")
+
+    assert snap_compare(fixed_app, terminal_size=SIZE, run_before=bad_params)
+
+
+def test_disconnected(snap_compare, fixed_app: FarmApp, fixed_source: FixedSource):
+    async def redis_gone(pilot: Pilot) -> None:
+        await loaded(pilot)
+        fixed_source.down = True
+        await until(pilot, lambda: main_screen(pilot.app).link.state is LinkState.DOWN)
+
+    assert snap_compare(fixed_app, terminal_size=SIZE, run_before=redis_gone)
+
+
+def test_help_screen(snap_compare, fixed_app: FarmApp):
+    async def open_help(pilot: Pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
+
+    assert snap_compare(fixed_app, terminal_size=SIZE, run_before=open_help)
