@@ -137,7 +137,8 @@ def test_cancel_running_job_kills_its_tree_within_2s(
     wait_for(lambda: not any(alive(p) for p in (horse, child, grandchild)), timeout=2, what="tree gone")
     assert time.monotonic() - start < 2.5
     assert not connection.hlen("farm:slots")
-    assert farm.retry(job_id).status is JobStatus.QUEUED  # canceled jobs can be retried
+    # Canceled jobs can be retried (the idle worker may already have picked it up again).
+    assert farm.retry(job_id).status in (JobStatus.QUEUED, JobStatus.RUNNING)
     assert [e.action for e in farm.audit_log()][:2] == ["retry", "cancel"]
 
 
