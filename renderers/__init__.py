@@ -35,6 +35,11 @@ BUILTIN: dict[str, str] = {
     "http": "renderers.http:HttpRenderer",
     "ffmpeg": "renderers.ffmpeg:FfmpegRenderer",
     "command": "renderers.command:CommandRenderer",
+    # Simulated stand-ins for the real renderers, fed by `farm up --demo` so a newcomer sees
+    # several renderers, their caps and their failures move without installing any tool.
+    "demo-manim": "renderers.demo:DemoRenderer",
+    "demo-ffmpeg": "renderers.demo:DemoRenderer",
+    "demo-http": "renderers.demo:DemoRenderer",
 }
 
 
