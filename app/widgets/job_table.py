@@ -25,7 +25,7 @@ from ..format import bar, duration, first_line, priority_text, seconds_between, 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("id", "id", 8),
     ("name", "name", 16),
-    ("renderer", "renderer", 8),
+    ("renderer", "renderer", 11),
     ("priority", "priority", 8),
     ("status", "status", 9),
     ("progress", "progress", 15),
