@@ -1,3 +1,5 @@
+"""`python -m farm`: the same as the `farm` command."""
+
 from .cli import main
 
 main()

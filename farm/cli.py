@@ -87,7 +87,8 @@ def worker(obj: Context, processes: int | None, name: str | None, burst: bool) -
     """Run workers serving high, medium, low (in that order)."""
     from . import caps
     from .connection import connect_redis
-    from .worker import FarmWorker, FarmWorkerPool
+    from .pool import FarmWorkerPool
+    from .worker import FarmWorker
 
     config = obj.config
     url = config.redis_url()

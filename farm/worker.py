@@ -20,19 +20,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import signal
 import socket
 import threading
 import time
-import traceback
 import uuid
 import zlib
 from collections.abc import Callable
 from typing import Any
 
 import redis.exceptions
-from pydantic import ValidationError
 from redis import Redis
 from redis.client import Pipeline
 from rq.exceptions import NoSuchJobError
@@ -40,17 +37,16 @@ from rq.executions import Execution, cleanup_execution
 from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now
 from rq.worker import Worker, WorkerStatus
-from rq.worker_pool import WorkerPool
 
-from renderers import Registry, RenderError
+from renderers import Registry
 
-from . import dispatch, keys, outcomes, runs, scripts
+from . import dispatch, horse, keys, outcomes, runs, scripts
 from .config import FarmConfig
-from .connection import connect_redis
-from .jobinfo import decode_call, text
+from .jobinfo import text
 from .models import ErrorKind
-from .rq_classes import DISPATCHER, QUEUE_NAMES, FarmJob, FarmQueue
+from .rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
 from .timeutil import local_minute_of_day, rq_time
 
 log = logging.getLogger("farm.worker")
@@ -58,32 +54,6 @@ log = logging.getLogger("farm.worker")
 HOLD_BUDGET = 500  # jobs the dispatch script may move to held sets in one call
 IDLE_WAIT = 1.0  # seconds an idle worker sleeps on the wake-up list before looking again
 TRACEBACK_LINES = 12
-
-
-def classify(exc: BaseException) -> tuple[ErrorKind, str]:
-    """ErrorKind and message for an exception raised by a render."""
-    if isinstance(exc, RenderError):
-        return exc.kind, exc.message
-    if isinstance(exc, ValidationError):
-        return ErrorKind.INVALID_INPUT, str(exc).splitlines()[0]
-    if isinstance(exc, FileNotFoundError):
-        return ErrorKind.NOT_FOUND, str(exc)
-    tail = "".join(traceback.format_exception(exc)[-TRACEBACK_LINES:])
-    return ErrorKind.UNKNOWN, f"{type(exc).__name__}: {exc}\n{tail}"
-
-
-def refusal(raw: dict[bytes, bytes]) -> str | None:
-    """Why a dequeued job must not run, or None. Never imports or unpickles anything."""
-    func_name, kwargs = decode_call(raw.get(b"data"))
-    if func_name is None:
-        return "refused: job payload is not JSON (the farm never unpickles job data)"
-    if func_name != DISPATCHER:
-        return f"refused: job function {func_name!r} is not the farm dispatcher"
-    if not raw.get(keys.F_RENDERER.encode()):
-        return "refused: not a farm job (no renderer)"
-    if set(kwargs) != {"renderer", "params"}:
-        return "refused: malformed farm job arguments"
-    return None
 
 
 class FarmWorker(Worker):
@@ -148,7 +118,7 @@ class FarmWorker(Worker):
 
     def run_maintenance_tasks(self) -> None:
         """Registry cleanup and dead-job recovery belong to the scheduler's sweep."""
-        self.last_cleaned_at = rq_utcnow()
+        self.last_cleaned_at = rq_now()  # type: ignore[assignment]
 
     def register_death(self) -> None:
         with contextlib.suppress(redis.exceptions.RedisError):
@@ -203,7 +173,7 @@ class FarmWorker(Worker):
     def request_force_stop(self, signum: int, frame: Any) -> None:
         """Second signal: stop now, but put the running job back in line instead of losing it."""
         requested = self._shutdown_requested_date
-        if requested is not None and (rq_utcnow() - requested).total_seconds() < 1:
+        if requested is not None and (rq_now() - requested).total_seconds() < 1:
             return  # the pool and the terminal both sent one; RQ ignores such pairs too
         if self._run is not None:
             log.warning("worker %s: cold shutdown, requeueing the running job", self.name)
@@ -282,7 +252,7 @@ class FarmWorker(Worker):
     def _job_from(self, outcome: list[bytes]) -> tuple[Job, Queue] | None:
         job_id, queue_name = outcome[1].decode(), outcome[2].decode()
         raw = dict(zip(outcome[3::2], outcome[4::2], strict=False))
-        reason = refusal(raw)
+        reason = horse.refusal(raw)
         job = FarmJob(job_id, connection=self.connection)
         if reason is None:
             try:
@@ -348,14 +318,15 @@ class FarmWorker(Worker):
         pid = self._horse_pid
         timeout = float(job.timeout or self.config.renderer_timeout(run.renderer))
         deadline = time.monotonic() + timeout
-        reason, status = self._watch_horse(job, execution, pid, deadline)
+        check = self._horse_check(job, execution)
+        reason, status = horse.watch(pid, deadline, self.config.worker.cancel_poll, check)
         # Kill the horse's whole process group now, whatever happened: on timeout/cancel that is the
         # point; after an exit it takes down any subprocess the horse left behind. The horse is not
         # reaped yet, so its pid (the group id) cannot have been reused.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
         if status is None:
-            status = self._reap(pid)
+            status = horse.reap(pid)
         self._horse_pid = 0
         self.executions.pop(execution.id, None)
         stopped = self._stopped_job_id == job.id
@@ -371,82 +342,37 @@ class FarmWorker(Worker):
         elif reason == "shutdown":
             runs.requeue(self.connection, run, bookkeeping)
         elif status != 0:
-            detail = (
-                f"signal {os.WTERMSIG(status)}"
-                if os.WIFSIGNALED(status)
-                else f"exit {os.WEXITSTATUS(status)}"
-            )
-            runs.fail(
-                self.connection,
-                self.config,
-                run,
-                ErrorKind.WORKER_LOST,
-                f"work horse died unexpectedly ({detail})",
-                bookkeeping,
-            )
+            message = f"work horse died unexpectedly ({horse.describe_exit(status)})"
+            runs.fail(self.connection, self.config, run, ErrorKind.WORKER_LOST, message, bookkeeping)
         self._run = None
 
-    def _watch_horse(
-        self, job: Job, execution: Execution, pid: int, deadline: float
-    ) -> tuple[str | None, int | None]:
-        """Wait for the horse. Returns (why it must be killed: timeout/cancel/shutdown, or None;
-        its wait status if it was already reaped)."""
-        poll_every = self.config.worker.cancel_poll
+    def _horse_check(self, job: Job, execution: Execution) -> Callable[[float], str | None]:
+        """What ``horse.watch`` asks while the horse runs: must it be killed, and why?"""
         beat_every = self.config.worker.heartbeat_interval
         next_beat = time.monotonic() + beat_every
-        try:
-            fd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            fd = -1
-        try:
-            poller = select.poll()
-            if fd >= 0:
-                poller.register(fd, select.POLLIN)
-            slice_s = 0.005
-            while True:
-                now = time.monotonic()
-                if fd >= 0:
-                    if poller.poll(max(0.0, min(poll_every, deadline - now)) * 1000):
-                        return None, None
-                else:  # no pidfd: poll waitpid with a growing sleep
-                    reaped, status = os.waitpid(pid, os.WNOHANG)
-                    if reaped:
-                        return None, status
-                    time.sleep(slice_s)
-                    slice_s = min(slice_s * 2, poll_every)
-                now = time.monotonic()
-                if now >= deadline:
-                    return "timeout", None
-                if self._stopped_job_id == job.id:
-                    return "cancel", None
-                if self._force_requeue:
-                    return "shutdown", None
-                if self._stop_requested and self._shutdown_requested_date is not None:
-                    waited = (rq_utcnow() - self._shutdown_requested_date).total_seconds()
-                    if waited >= self.config.worker.shutdown_grace:
-                        return "shutdown", None
-                try:
-                    if self.connection.hget(job.key, keys.F_CANCEL):
-                        return "cancel", None
-                    if now >= next_beat:
-                        next_beat = now + beat_every
-                        self.maintain_heartbeats(job, execution)
-                        self.farm_heartbeat(force=True)
-                except redis.exceptions.RedisError as exc:
-                    log.warning("worker %s: Redis error while monitoring %s: %s", self.name, job.id, exc)
-        finally:
-            if fd >= 0:
-                os.close(fd)
 
-    def _reap(self, pid: int) -> int:
-        while True:
+        def check(now: float) -> str | None:
+            nonlocal next_beat
+            if self._stopped_job_id == job.id:
+                return "cancel"
+            if self._force_requeue:
+                return "shutdown"
+            if self._stop_requested and self._shutdown_requested_date is not None:
+                waited = (rq_now() - self._shutdown_requested_date).total_seconds()
+                if waited >= self.config.worker.shutdown_grace:
+                    return "shutdown"
             try:
-                _, status = os.waitpid(pid, 0)
-                return status
-            except ChildProcessError:
-                return 0
-            except InterruptedError:
-                continue
+                if self.connection.hget(job.key, keys.F_CANCEL):
+                    return "cancel"
+                if now >= next_beat:
+                    next_beat = now + beat_every
+                    self.maintain_heartbeats(job, execution)
+                    self.farm_heartbeat(force=True)
+            except redis.exceptions.RedisError as exc:
+                log.warning("worker %s: Redis error while monitoring %s: %s", self.name, job.id, exc)
+            return None
+
+        return check
 
     # -- running a job (horse side) -----------------------------------------------------------
 
@@ -459,65 +385,10 @@ class FarmWorker(Worker):
         try:
             result = job.perform()
         except BaseException as exc:  # the horse must always end its run, whatever happened
-            kind, message = classify(exc)
+            kind, message = horse.classify(exc)
             runs.fail(
                 self.connection, self.config, run, kind, message, self._bookkeeping(job, execution, False)
             )
             return False
         runs.finish(self.connection, self.config, run, result, self._bookkeeping(job, execution, True))
         return True
-
-
-def rq_utcnow() -> Any:
-    from rq.utils import now
-
-    return now()
-
-
-class FarmWorkerPool(WorkerPool):
-    """RQ's WorkerPool (forks N workers, respawns dead ones) running FarmWorkers."""
-
-    def __init__(
-        self,
-        url: str,
-        connection: Redis,
-        config: FarmConfig,
-        num_workers: int,
-        name_prefix: str | None = None,
-    ):
-        self.url = url
-        super().__init__(
-            list(QUEUE_NAMES),
-            connection=connection,
-            num_workers=num_workers,
-            worker_class=FarmWorker,
-            serializer=JSONSerializer,
-            job_class=FarmJob,
-            queue_class=FarmQueue,
-        )
-        self.config = config
-        self.name_prefix = name_prefix or f"{socket.gethostname()}.{os.getpid()}"
-        self._counter = 0
-
-    def get_worker_process(
-        self, name: str, burst: bool, _sleep: float = 0, logging_level: str = "INFO"
-    ) -> Any:
-        from multiprocessing import get_context
-
-        self._counter += 1
-        worker_name = f"{self.name_prefix}.{self._counter}"
-        return get_context("fork").Process(
-            target=run_worker,
-            args=(self.url, self.config, worker_name, burst, logging_level),
-            name=f"farm worker {worker_name}",
-        )
-
-
-def run_worker(url: str, config: FarmConfig, name: str, burst: bool, logging_level: str = "INFO") -> None:
-    """Entry point of one pooled worker process."""
-    try:
-        connection = connect_redis(url, config)
-        worker = FarmWorker(connection=connection, config=config, name=name)
-    except KeyboardInterrupt:
-        return  # the pool was stopped while this worker was still starting
-    worker.work(burst=burst, logging_level=logging_level)
