@@ -142,11 +142,9 @@ def up(obj: Context, workers: int | None, demo: bool, no_tui: bool) -> None:
 @pass_ctx
 def tui(obj: Context) -> None:
     """Attach the terminal UI to a running farm."""
-    try:
-        from app.app import run_tui
-    except ImportError as exc:
-        fail(f"the TUI is not available: {exc}", 1)
-    run_tui(obj.config)
+    from .up import load_ui
+
+    load_ui()(obj.config, None)
 
 
 # -- jobs --------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from . import caps
 from .config import REDIS_URL_ENV, FarmConfig
 from .connection import connect_redis, redact
 from .embedded import EmbeddedRedis
+from .errors import FarmError
 
 log = logging.getLogger("farm.up")
 
@@ -133,11 +134,7 @@ def run_up(
         feeder.start()
     try:
         if tui:
-            if run_ui is None:
-                from app.app import run_tui
-
-                run_ui = run_tui
-            run_ui(config, url)
+            (run_ui or load_ui())(config, url)
         else:
             print(
                 f"farm up: Redis {redact(url)}, {workers} workers, scheduler"
@@ -154,6 +151,18 @@ def run_up(
         if embedded is not None:
             embedded.stop()
         print("farm up: stopped.", flush=True)
+
+
+def load_ui() -> Callable[[FarmConfig, str | None], None]:
+    """The terminal UI's entry point. The UI is a plugin (entry point group ``farm.ui``, name
+    ``tui``, registered by this distribution for ``app.app:run_tui``), so ``farm/`` depends on no
+    UI code and importing the teammate API never loads Textual."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="farm.ui", name="tui"):
+        ui: Callable[[FarmConfig, str | None], None] = entry.load()
+        return ui
+    raise FarmError("the terminal UI is not installed (no 'farm.ui' entry point): reinstall farm")
 
 
 def _wait_for_interrupt(children: Children) -> None:

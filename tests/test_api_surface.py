@@ -51,3 +51,10 @@ def test_key_formats_match_rq():
     from rq.job import Job
 
     assert Job.key_for("abc") == keys.job("abc")
+
+
+def test_the_tui_is_found_through_its_entry_point_only():
+    from app.app import run_tui
+    from farm.up import load_ui
+
+    assert load_ui() is run_tui
