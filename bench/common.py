@@ -8,52 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from redis import Redis
-
 from farm.config import FarmConfig, parse_config
-from farm.embedded import redis_binary
+from farm.embedded import start_scratch_server
 
 
 @contextlib.contextmanager
 def private_redis() -> Iterator[str]:
     """A throwaway redis-server on a unix socket; yields its URL."""
-    tmp = Path(tempfile.mkdtemp(prefix="farm-bench-"))
-    sock = tmp / "redis.sock"
-    proc = subprocess.Popen(
-        [
-            redis_binary(),
-            "--port",
-            "0",
-            "--unixsocket",
-            str(sock),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = Redis(unix_socket_path=str(sock))
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+    proc, url = start_scratch_server(Path(tempfile.mkdtemp(prefix="farm-bench-")))
     try:
-        yield f"unix://{sock}"
+        yield url
     finally:
         proc.terminate()
         proc.wait()

@@ -45,6 +45,59 @@ def redis_binary() -> str:
     )
 
 
+def start_scratch_server(
+    directory: Path, timeout: float = START_TIMEOUT
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A throwaway redis-server (no persistence) on a unix socket in ``directory``, for tests and
+    benchmarks; returns the process and its URL once it answers."""
+    directory.mkdir(parents=True, exist_ok=True)
+    socket = directory / "redis.sock"
+    argv = [
+        redis_binary(),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket),
+        "--unixsocketperm",
+        "700",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+    ]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    _wait_until_answers(socket, process, timeout)
+    return process, f"unix://{socket}"
+
+
+def _answers(socket: Path) -> bool:
+    if not socket.exists():
+        return False
+    client = Redis(unix_socket_path=str(socket), socket_connect_timeout=1, socket_timeout=2, retry=no_retry())
+    try:
+        return bool(client.ping())
+    except (RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def _wait_until_answers(
+    socket: Path, process: subprocess.Popen[bytes], timeout: float, log: Path | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-500:].strip() if log and log.exists() else ""
+            raise FarmError(f"redis-server exited with {process.returncode}: {tail}")
+        if _answers(socket):
+            return
+        time.sleep(0.02)
+    raise FarmError(f"redis-server did not answer on {socket} within {timeout:g}s")
+
+
 def _split_bind(bind: str) -> tuple[str, int]:
     host, _, port = bind.rpartition(":")
     if not host or not port.isdigit():
@@ -65,17 +118,7 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def alive(self) -> bool:
-        if not self.socket.exists():
-            return False
-        client = Redis(
-            unix_socket_path=str(self.socket), socket_connect_timeout=1, socket_timeout=2, retry=no_retry()
-        )
-        try:
-            return bool(client.ping())
-        except (RedisError, OSError):
-            return False
-        finally:
-            client.close()
+        return _answers(self.socket)
 
     def argv(self) -> list[str]:
         args = [
@@ -169,21 +212,8 @@ class EmbeddedRedis:
             return None
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                tail = (
-                    (self.data_dir / "redis.log").read_text(errors="replace")[-500:]
-                    if (self.data_dir / "redis.log").exists()
-                    else ""
-                )
-                raise FarmError(
-                    f"embedded redis-server exited with {self.process.returncode}: {tail.strip()}"
-                )
-            if self.alive():
-                return
-            time.sleep(0.05)
-        raise FarmError(f"embedded redis-server did not answer on {self.socket} within {START_TIMEOUT:g}s")
+        assert self.process is not None
+        _wait_until_answers(self.socket, self.process, START_TIMEOUT, self.data_dir / "redis.log")
 
     def stop(self) -> None:
         """Shut down the server this object started (SIGTERM: Redis flushes the AOF and exits)."""

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from redis import Redis
 
 from farm.client import Farm
 from farm.config import FarmConfig, parse_config
-from farm.embedded import redis_binary
+from farm.embedded import start_scratch_server
 from tests.util import wait_for
 
 FAST_CONFIG: dict[str, Any] = {
@@ -36,38 +35,8 @@ FAST_CONFIG: dict[str, Any] = {
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
-    tmp = Path(tempfile.mkdtemp(prefix="farm-test-redis-"))
-    sock = tmp / "redis.sock"
-    proc = subprocess.Popen(
-        [
-            redis_binary(),
-            "--port",
-            "0",
-            "--unixsocket",
-            str(sock),
-            "--unixsocketperm",
-            "700",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    client = Redis(unix_socket_path=str(sock))
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except Exception:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("test redis-server did not start") from None
-            time.sleep(0.02)
-    yield f"unix://{sock}"
+    proc, url = start_scratch_server(Path(tempfile.mkdtemp(prefix="farm-test-redis-")))
+    yield url
     proc.terminate()
     proc.wait(timeout=10)
 

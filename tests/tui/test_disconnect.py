@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis import Redis
 
 from app.app import FarmApp
 from app.screens.help import HelpScreen
 from app.screens.main import MainScreen
 from app.source import RedisSource
 from app.state import LinkState
-from farm.embedded import redis_binary
+from farm.embedded import start_scratch_server
 from tests.tui.helpers import POLL, SIZE, main_screen, screen_text, until
 
 pytestmark = pytest.mark.anyio
@@ -31,20 +29,7 @@ class DedicatedRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        argv = [redis_binary(), "--port", "0", "--unixsocket", str(self.sock), "--unixsocketperm", "700"]
-        argv += ["--save", "", "--appendonly", "no", "--dir", str(self.dir)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = Redis(unix_socket_path=str(self.sock))
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except Exception:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("dedicated redis-server did not start") from None
-                time.sleep(0.02)
-        client.close()
+        self.proc, _ = start_scratch_server(self.dir)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
