@@ -7,7 +7,10 @@ ratios; they assert nothing about absolute times.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,3 +60,41 @@ def report(title: str, rows: list[tuple[str, float, float]], target: float | Non
         ratio = ours / peer if peer else float("inf")
         verdict = "" if target is None else ("  ok" if ratio >= target else f"  BELOW target {target}")
         print(f"  {label:<34} farm {ours:10.1f}   peer {peer:10.1f}   ratio {ratio:5.2f}{verdict}")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def rq_burst(url: str, command: str, queues: list[str], *options: str) -> None:
+    """Plain RQ's CLI in burst mode with the JSON serializer: ``rq_burst(url, "worker-pool",
+    ["default"], "-n", "2")`` runs until those queues are empty."""
+    argv = [
+        str(BIN / "rq"),
+        command,
+        *options,
+        "--burst",
+        "-u",
+        url,
+        "--serializer",
+        "rq.serializers.JSONSerializer",
+    ]
+    subprocess.run(
+        [*argv, *queues],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def farm_burst(config: Path, processes: int) -> None:
+    """``farm worker --processes N --burst`` with the given config file."""
+    subprocess.run(
+        [str(BIN / "farm"), "worker", "--processes", str(processes), "--burst"],
+        check=True,
+        env={**os.environ, "FARM_CONFIG": str(config)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -9,9 +9,7 @@ Run: .venv/bin/python bench/dispatch.py [--jobs 1000] [--rounds 3]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +23,7 @@ from rq import Queue  # noqa: E402
 from rq.registry import FinishedJobRegistry  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
-from bench.common import private_redis, report  # noqa: E402
+from bench.common import farm_burst, private_redis, report, rq_burst  # noqa: E402
 from farm.timeutil import parse_rq_time  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -52,20 +50,13 @@ def run_farm(url: str, n: int, workdir: Path) -> tuple[float, float]:
         f'[redis]\nurl = "{url}"\n[paths]\ndata_dir = "{workdir}"\n[caps]\ntotal = 100\nwindows = []\n'
         "[retention]\nfinished = 3600\n"
     )
-    env = {**os.environ, "FARM_CONFIG": str(config)}
     from farm import Farm
     from farm.config import load_config
 
     farm = Farm(connection, load_config(config), url=url)
     farm.submit_many([{"renderer": "demo", "params": {"duration": 0, "stages": 1}} for _ in range(n)])
     start = time.perf_counter()
-    subprocess.run(
-        [str(BIN / "farm"), "worker", "--processes", "2", "--burst"],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    farm_burst(config, 2)
     wall = n / (time.perf_counter() - start)
     return span_rate(connection, "medium", n), wall
 
@@ -81,25 +72,7 @@ def run_rq(url: str, n: int) -> tuple[float, float]:
         ]
     )
     start = time.perf_counter()
-    subprocess.run(
-        [
-            str(BIN / "rq"),
-            "worker-pool",
-            "-n",
-            "2",
-            "--burst",
-            "-u",
-            url,
-            "--serializer",
-            "rq.serializers.JSONSerializer",
-            "default",
-        ],
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    rq_burst(url, "worker-pool", ["default"], "-n", "2")
     wall = n / (time.perf_counter() - start)
     return span_rate(connection, "default", n), wall
 

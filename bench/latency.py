@@ -11,9 +11,7 @@ Run: .venv/bin/python bench/latency.py [--jobs 300]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +23,7 @@ from redis import Redis  # noqa: E402
 from rq import Queue  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
-from bench.common import private_redis  # noqa: E402
+from bench.common import farm_burst, private_redis, rq_burst  # noqa: E402
 from bench.utilization import intervals  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -57,13 +55,7 @@ def run_farm(url: str, n: int, tmp: Path) -> list[float]:
     ids = farm.submit_many(
         [{"renderer": "alpha", "params": {"duration": DURATION, "stages": 1}} for _ in range(n)]
     )
-    subprocess.run(
-        [str(BIN / "farm"), "worker", "--processes", "3", "--burst"],
-        check=True,
-        env={**os.environ, "FARM_CONFIG": str(config)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    farm_burst(config, 3)
     return gaps(intervals(connection, ids))
 
 
@@ -80,23 +72,7 @@ def run_rq(url: str, n: int) -> list[float]:
             ]
         )
     ]
-    subprocess.run(
-        [
-            str(BIN / "rq"),
-            "worker",
-            "--burst",
-            "-u",
-            url,
-            "--serializer",
-            "rq.serializers.JSONSerializer",
-            "default",
-        ],
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    rq_burst(url, "worker", ["default"])
     return gaps(intervals(connection, ids))
 
 

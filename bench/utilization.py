@@ -8,9 +8,7 @@ Run: .venv/bin/python bench/utilization.py [--jobs 200] [--seed 1]
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +21,7 @@ from redis import Redis  # noqa: E402
 from rq import Queue  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
-from bench.common import private_redis  # noqa: E402
+from bench.common import farm_burst, private_redis, rq_burst  # noqa: E402
 from farm.timeutil import parse_rq_time  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -80,7 +78,6 @@ def run_farm(url: str, jobs: list[tuple[str, float, str]], tmp: Path) -> tuple[f
         f"[caps]\ntotal = {TOTAL}\nrenderers = {{ {CAPPED} = {CAPPED_LIMIT} }}\nwindows = []\n"
         '[plugins]\nalpha = "renderers.demo:DemoRenderer"\nbeta = "renderers.demo:DemoRenderer"\n'
     )
-    env = {**os.environ, "FARM_CONFIG": str(config)}
     from farm import Farm
     from farm.config import load_config
 
@@ -88,13 +85,7 @@ def run_farm(url: str, jobs: list[tuple[str, float, str]], tmp: Path) -> tuple[f
     ids = farm.submit_many(
         [{"renderer": r, "params": {"duration": d, "stages": 1}, "priority": p} for r, d, p in jobs]
     )
-    subprocess.run(
-        [str(BIN / "farm"), "worker", "--processes", str(PROCESSES), "--burst"],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    farm_burst(config, PROCESSES)
     spans = intervals(connection, ids)
     makespan = max(e for _, e in spans) - min(s for s, _ in spans)
     capped = [span for span, (r, _, _) in zip(spans, jobs, strict=True) if r == CAPPED]
@@ -119,27 +110,7 @@ def run_rq(url: str, jobs: list[tuple[str, float, str]]) -> tuple[float, int]:
         ids += [j.id for j in queue.enqueue_many(batch)]
     order = {p: [(r, d) for r, d, q in jobs if q == p] for p in ("high", "medium", "low")}
     ordered_jobs = order["high"] + order["medium"] + order["low"]
-    subprocess.run(
-        [
-            str(BIN / "rq"),
-            "worker-pool",
-            "-n",
-            str(PROCESSES),
-            "--burst",
-            "-u",
-            url,
-            "--serializer",
-            "rq.serializers.JSONSerializer",
-            "high",
-            "medium",
-            "low",
-        ],
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    rq_burst(url, "worker-pool", ["high", "medium", "low"], "-n", str(PROCESSES))
     spans = intervals(connection, ids)
     makespan = max(e for _, e in spans) - min(s for s, _ in spans)
     capped = [span for span, (r, _) in zip(spans, ordered_jobs, strict=True) if r == CAPPED]
