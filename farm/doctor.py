@@ -19,21 +19,21 @@ def run_doctor(config: FarmConfig) -> int:
     try:
         connection = connect_redis(url, config)
     except FarmError as exc:
-        click.echo(f"FAIL redis      {exc}")
+        click.echo(f"FAIL redis        {exc}")
         return 4
     from .client import Farm
 
     farm = Farm(connection, config, url=url)
     stats = farm.stats()
-    click.echo(f"ok   redis      {redact(url)}")
+    click.echo(f"ok   redis        {redact(url)}")
     status = "ok  " if stats.workers else "WARN"
     problems += not stats.workers
-    click.echo(f"{status} workers    {stats.workers} alive ({stats.workers_busy} busy)")
+    click.echo(f"{status} workers      {stats.workers} alive ({stats.workers_busy} busy)")
     status = "ok  " if stats.scheduler_alive else "WARN"
     problems += not stats.scheduler_alive
     age = stats.scheduler_heartbeat_age
     click.echo(
-        f"{status} scheduler  "
+        f"{status} scheduler    "
         + ("alive" if stats.scheduler_alive else "not running (retries and sweeps are stopped)")
         + (f", last beat {age:.0f}s ago" if age is not None else "")
     )
@@ -42,9 +42,9 @@ def run_doctor(config: FarmConfig) -> int:
         try:
             health = registry.get(name).doctor()
         except Exception as exc:  # a broken plugin must not stop the report
-            click.echo(f"FAIL {name:<10} {type(exc).__name__}: {exc}")
+            click.echo(f"FAIL {name:<12} {type(exc).__name__}: {exc}")
             problems += 1
             continue
-        click.echo(f"{'ok  ' if health.ok else 'WARN'} {name:<10} {health.detail}")
+        click.echo(f"{'ok  ' if health.ok else 'WARN'} {name:<12} {health.detail}")
         problems += not health.ok
     return 0 if problems == 0 else 1

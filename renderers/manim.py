@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -91,8 +92,17 @@ class ManimParams(Params):
         return value
 
 
+def default_executable() -> str:
+    """``manim`` on PATH, else the one installed beside this Python (pip install 'farm[manim]'
+    into a venv that is not activated, as under supervisor)."""
+    if shutil.which("manim"):
+        return "manim"
+    beside = Path(sys.executable).with_name("manim")
+    return str(beside) if beside.exists() else "manim"
+
+
 class ManimSettings(Settings):
-    executable: str = "manim"
+    executable: str = Field(default_factory=default_executable)
     ffprobe: str = "ffprobe"
     count_animations: bool = False  # run a --dry_run pass first to know the animation count
 
