@@ -276,7 +276,9 @@ class Farm:
         if self._transition("cancel", job_id, plan) is JobStatus.RUNNING:
             # It may have ended meanwhile, or its worker died: the flag and the sweep cover those.
             with contextlib.suppress(InvalidJobOperation, NoSuchJobError):
-                send_stop_job_command(self.connection, job_id, serializer=JSONSerializer)
+                self._call(
+                    "cancel", send_stop_job_command, self.connection, job_id, serializer=JSONSerializer
+                )
             deadline = time.monotonic() + CANCEL_CONFIRM_SECONDS
             while time.monotonic() < deadline and not farm_status(self._raw(job_id)).terminal:
                 time.sleep(0.05)
@@ -388,7 +390,7 @@ def stats_from_state(state: FarmState) -> FarmStats:
         caps=state.caps,
         workers=len(state.workers_alive),
         workers_busy=len(busy & set(state.workers_alive)),
-        scheduler_alive=(state.scheduler_age() or 1e9) < 15,
+        scheduler_alive=(age := state.scheduler_age()) is not None and age < 15,
         scheduler_heartbeat_age=state.scheduler_age(),
         finished_last_hour=int(state.bucket_sum("finished")),
         failed_last_hour=int(state.bucket_sum("failed")),

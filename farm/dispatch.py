@@ -20,12 +20,13 @@ from typing import Any
 
 from pydantic import ValidationError
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import get_current_job
 
 from renderers import Registry, RendererEnv, RenderError
 
-from . import keys
+from . import keys, outcomes
 from .config import FarmConfig
 from .models import ErrorKind
 from .submit import format_validation_error
@@ -41,6 +42,7 @@ class _Installed:
     connection: Redis
     attempt: int = 1  # of the job about to be forked; set by the worker
     job_type: str | None = None
+    token: str = ""  # the run's dispatch token: the horse's writes are fenced on it
 
 
 _installed: _Installed | None = None
@@ -52,11 +54,12 @@ def configure(config: FarmConfig, registry: Registry, connection: Redis) -> None
     _installed = _Installed(config, registry, connection)
 
 
-def set_job(attempt: int, job_type: str | None) -> None:
+def set_job(attempt: int, job_type: str | None, token: str) -> None:
     """Facts about the job the worker is about to fork for (the horse reads them)."""
     if _installed is not None:
         _installed.attempt = attempt
         _installed.job_type = job_type
+        _installed.token = token
 
 
 def renderer_env(config: FarmConfig) -> RendererEnv:
@@ -87,6 +90,7 @@ class HorseContext:
         connection: Redis,
         attempt: int = 1,
         job_type: str | None = None,
+        token: str = "",
     ) -> None:
         self.job_id = job_id
         self._staging = staging
@@ -95,6 +99,7 @@ class HorseContext:
         self.connection = connection
         self.attempt = attempt
         self.job_type = job_type
+        self.token = token
         self._lock = threading.Lock()
         self._fields: dict[str, Any] = {}
         self._lines: list[str] = []
@@ -136,12 +141,17 @@ class HorseContext:
                 handle.write("\n".join(file_lines) + "\n")
         if not (fields or lines or check_cancel):
             return
-        with self.connection.pipeline(transaction=False) as pipe:
+
+        def writes(pipe: Pipeline) -> None:
             if fields:
                 pipe.hset(keys.job(self.job_id), mapping=fields)
             if lines:
                 pipe.rpush(keys.log(self.job_id), *lines)
                 pipe.ltrim(keys.log(self.job_id), -LOG_TAIL_LINES, -1)
+
+        with self.connection.pipeline(transaction=False) as pipe:
+            if fields or lines:  # fenced: once the run has ended (or was taken over), nothing lands
+                outcomes.fenced(self.connection, self.job_id, self.token, writes, pipe=pipe)
             if check_cancel:
                 pipe.hget(keys.job(self.job_id), keys.F_CANCEL)
             replies = pipe.execute()
@@ -228,6 +238,7 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
         connection=connection,
         attempt=_installed.attempt,
         job_type=_installed.job_type,
+        token=_installed.token,
     )
     _context = ctx
     try:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from .config import FarmConfig
 from .connection import no_retry
@@ -78,6 +78,8 @@ def _answers(socket: Path) -> bool:
     client = Redis(unix_socket_path=str(socket), socket_connect_timeout=1, socket_timeout=2, retry=no_retry())
     try:
         return bool(client.ping())
+    except (AuthenticationError, ResponseError):
+        return True  # it answered; it wants a password (a farm bound to the LAN)
     except (RedisError, OSError):
         return False
     finally:
@@ -181,7 +183,11 @@ class EmbeddedRedis:
                 start_new_session=True,
             )
             log.close()
-            self._wait_ready()
+            try:
+                self._wait_ready()
+            except FarmError:
+                self.stop()  # never leave a half-started server behind
+                raise
             return True
 
     def exec_foreground(self) -> None:

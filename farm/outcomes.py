@@ -45,18 +45,33 @@ def claim(
     """Commit ``writes`` plus the slot release iff the run holding the slot has ``token``.
 
     ``token=None`` claims whatever run holds the slot. Returns False when the slot is not (or no
-    longer) held by that run: someone else ended it first. One round trip: the writes are queued
-    on an unexecuted pipeline and sent to ``lua/fenced.lua``, which checks and applies them.
+    longer) held by that run: someone else ended it first.
     """
+
+    def with_release(pipe: Pipeline) -> None:
+        release_slot(pipe, job_id, renderer, outcome)
+        writes(pipe)
+
+    return bool(fenced(connection, job_id, token, with_release))
+
+
+def fenced(
+    connection: Redis,
+    job_id: str,
+    token: str | None,
+    writes: Callable[[Pipeline], None],
+    pipe: Pipeline | None = None,
+) -> Any:
+    """Apply ``writes`` only while the run holding the job's slot has ``token`` (one round trip:
+    the writes are queued on an unexecuted pipeline and sent to ``lua/fenced.lua``). With
+    ``pipe``, the call is queued there and its reply (1 applied, 0 not) comes with ``execute()``."""
     recorder = connection.pipeline(transaction=False)
-    release_slot(recorder, job_id, renderer, outcome)
     writes(recorder)
     commands = [[_arg(a) for a in args] for args, _options in recorder.command_stack]
     recorder.reset()
     script = _fenced_script(connection)
-    return bool(
-        script(keys=[keys.owner(job_id)], args=[token or "", json.dumps(commands)], client=connection)
-    )
+    client = pipe if pipe is not None else connection
+    return script(keys=[keys.owner(job_id)], args=[token or "", json.dumps(commands)], client=client)
 
 
 _FENCED: list[Script] = []
@@ -69,11 +84,12 @@ def _fenced_script(connection: Redis) -> Script:
 
 
 def _arg(value: Any) -> str:
+    """A command argument as text Redis' JSON decoder accepts (no lone surrogates)."""
     if isinstance(value, bytes):
-        return value.decode("utf-8")
+        return value.decode("utf-8", "replace")
     if isinstance(value, float):
         return repr(value)
-    return str(value)
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def release_slot(pipe: Pipeline, job_id: str, renderer: str, outcome: str) -> None:

@@ -95,7 +95,13 @@ def finish(
 def fail(
     connection: Redis, config: FarmConfig, run: Run, kind: ErrorKind, error: str, extra: Extra = None
 ) -> Decision | None:
-    """End a failed run per the retry policy; None when another party already ended it."""
+    """End a failed run per the retry policy; None when another party already ended it.
+
+    A run that failed because it was canceled (the renderer noticed the cancel itself), or whose
+    job has a cancel request pending, ends canceled: a cancel is never turned into a retry."""
+    if kind is ErrorKind.CANCELED or cancel_requested(connection, run.job_id):
+        canceled = cancel(connection, config, run, "canceled while running", extra)
+        return Decision.CANCELED if canceled else None
     decision = decide(kind, run.attempt - run.retry_base, run.max_retries)
     hist = outcomes.history_json(run.history, run.record(kind, error))
 
@@ -142,8 +148,15 @@ def cancel(connection: Redis, config: FarmConfig, run: Run, message: str, extra:
     )
 
 
-def requeue(connection: Redis, run: Run, extra: Extra = None) -> bool:
-    """Put an interrupted run back at the front of its queue without counting the attempt."""
+def cancel_requested(connection: Redis, job_id: str) -> bool:
+    return bool(connection.hget(keys.job(job_id), keys.F_CANCEL))
+
+
+def requeue(connection: Redis, config: FarmConfig, run: Run, extra: Extra = None) -> bool:
+    """Put an interrupted run back at the front of its queue without counting the attempt
+    (unless a cancel is pending: then it ends canceled)."""
+    if cancel_requested(connection, run.job_id):
+        return cancel(connection, config, run, "canceled while running", extra)
 
     def writes(pipe: Pipeline) -> None:
         outcomes.write_requeued(

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import signal
 import threading
-import time
 from typing import Any
 
 from redis import Redis
@@ -25,7 +24,7 @@ from . import caps, keys, outcomes
 from .config import FarmConfig
 from .jobinfo import text
 from .rq_classes import FarmJob, FarmQueue
-from .sweep import sweep_once
+from .sweep import server_time, sweep_once
 
 log = logging.getLogger("farm.scheduler")
 
@@ -83,7 +82,7 @@ class SchedulerLoop:
         signal.signal(signal.SIGINT, self.stop)
 
     def tick(self) -> None:
-        now = time.time()
+        now = server_time(self.connection)
         self.connection.set(keys.SCHEDULER_HEARTBEAT, repr(now))
         self.scheduler.heartbeat()
         if self.scheduler.acquire_lock():

@@ -7,7 +7,6 @@ sorted-set counts, never from loading jobs.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -99,7 +98,9 @@ def _decode_bucket(raw: dict[bytes, bytes]) -> dict[str, float]:
 
 
 def read_state(connection: Redis, config: FarmConfig, now: float | None = None) -> FarmState:
-    now = time.time() if now is None else now
+    if now is None:
+        seconds, micros = connection.time()  # the clock heartbeats and slot times are written with
+        now = seconds + micros / 1_000_000
     minute = int(now // 60)
     held_renderers = sorted(m.decode() for m in connection.smembers(keys.HELD_RENDERERS))
     with connection.pipeline(transaction=False) as pipe:

@@ -31,6 +31,7 @@ log = logging.getLogger("farm.sweep")
 
 TIMEOUT_GRACE = 30.0  # seconds past a run's timeout before the sweep ends it (its worker should have)
 FORGET_WORKERS_AFTER = 3600.0
+PRUNE_BATCH = 1000
 
 
 @dataclass
@@ -118,9 +119,19 @@ def apply_retention(connection: Redis, config: FarmConfig, report: SweepReport, 
         for p in PRIORITY_ORDER:
             for registry in ("finished", "failed", "canceled"):
                 pipe.zremrangebyscore(registry_key(registry, p.value), 0, now)
-        pipe.zremrangebyscore(keys.JOBS, 0, oldest)
         pipe.zremrangebyscore(keys.HEARTBEATS, 0, now - FORGET_WORKERS_AFTER)
         report.expired = sum(int(n) for n in pipe.execute())
+    # The listing index forgets old ids only once their job is gone: a job waiting (paused, or
+    # retried) longer than the retention must stay listed.
+    old = connection.zrangebyscore(keys.JOBS, 0, oldest, start=0, num=PRUNE_BATCH)
+    if old:
+        with connection.pipeline(transaction=False) as pipe:
+            for job_id in old:
+                pipe.exists(keys.job(job_id.decode()))
+            gone = [job_id for job_id, exists in zip(old, pipe.execute(), strict=True) if not exists]
+        if gone:
+            connection.zrem(keys.JOBS, *gone)
+            report.expired += len(gone)
 
 
 def forget_dead_workers(connection: Redis, config: FarmConfig, report: SweepReport, now: float) -> None:
@@ -134,6 +145,9 @@ def forget_dead_workers(connection: Redis, config: FarmConfig, report: SweepRepo
         connection=connection, job_class=FarmJob, queue_class=FarmQueue, serializer=JSONSerializer
     ):
         beat = beats.get(worker.name)
+        born = worker.birth_date.timestamp() if worker.birth_date else 0.0
+        if time.time() - born < 3 * config.scheduler.worker_timeout:
+            continue  # just registered with RQ, its first farm heartbeat may not be there yet
         if beat is None or now - beat > 3 * config.scheduler.worker_timeout:
             with connection.pipeline() as pipe:
                 worker_registration.unregister(worker, pipe)
@@ -142,8 +156,14 @@ def forget_dead_workers(connection: Redis, config: FarmConfig, report: SweepRepo
             report.forgotten_workers += 1
 
 
+def server_time(connection: Redis) -> float:
+    """The Redis server's clock: heartbeats and slot start times are written with it."""
+    seconds, micros = connection.time()
+    return seconds + micros / 1_000_000
+
+
 def sweep_once(connection: Redis, config: FarmConfig, now: float | None = None) -> SweepReport:
-    now = time.time() if now is None else now
+    now = server_time(connection) if now is None else now
     report = SweepReport()
     sweep_runs(connection, config, report, now)
     apply_retention(connection, config, report, now)

@@ -15,9 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 from . import caps
 from .config import REDIS_URL_ENV, FarmConfig
@@ -38,6 +36,8 @@ class Children:
         self.config = config
         self.url = url
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.argvs: dict[str, tuple[str, ...]] = {}
+        self.stopping = False
 
     def _argv(self, *args: str) -> list[str]:
         argv = [sys.executable, "-m", "farm"]
@@ -46,6 +46,7 @@ class Children:
         return argv + list(args)
 
     def start(self, name: str, *args: str) -> None:
+        self.argvs[name] = args
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.config.log_dir / f"{name}.log"
         env = {**os.environ, REDIS_URL_ENV: self.url}
@@ -58,6 +59,23 @@ class Children:
                 env=env,
                 start_new_session=True,
             )
+
+    def restart_dead(self) -> None:
+        """Like supervisor would: a scheduler or worker pool that died is started again (its log
+        says why); jobs of dead workers are recovered by the sweep meanwhile."""
+        for name, args in list(self.argvs.items()):
+            if not self.stopping and not self.alive(name):
+                log.error(
+                    "%s exited with %s; restarting it (see %s)",
+                    name,
+                    self.procs[name].returncode,
+                    self.config.log_dir / f"{name}.log",
+                )
+                self.start(name, *args)
+
+    def supervise(self, stop: threading.Event, every: float = 2.0) -> None:
+        while not stop.wait(every):
+            self.restart_dead()
 
     def alive(self, name: str) -> bool:
         proc = self.procs.get(name)
@@ -80,6 +98,7 @@ class Children:
             return False
 
     def stop(self) -> None:
+        self.stopping = True
         if "workers" in self.procs:
             self._signal("workers", signal.SIGTERM)
             if not self._wait("workers", WORKER_GRACE):
@@ -132,6 +151,8 @@ def run_up(
             target=feed_forever, args=(config, url, stop_demo), daemon=True, name="demo-feeder"
         )
         feeder.start()
+    supervisor = threading.Thread(target=children.supervise, args=(stop_demo,), daemon=True, name="supervise")
+    supervisor.start()
     try:
         if tui:
             (run_ui or load_ui())(config, url)
@@ -141,9 +162,10 @@ def run_up(
                 f"{', demo jobs' if demo else ''}; logs in {config.log_dir}. Ctrl-C stops.",
                 flush=True,
             )
-            _wait_for_interrupt(children)
+            _wait_for_interrupt()
     finally:
         stop_demo.set()
+        supervisor.join(timeout=5)
         if feeder is not None:
             feeder.join(timeout=5)
         print("farm up: stopping workers (running jobs finish or go back in line)...", flush=True)
@@ -165,7 +187,7 @@ def load_ui() -> Callable[[FarmConfig, str | None], None]:
     raise FarmError("the terminal UI is not installed (no 'farm.ui' entry point): reinstall farm")
 
 
-def _wait_for_interrupt(children: Children) -> None:
+def _wait_for_interrupt() -> None:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -174,11 +196,7 @@ def _wait_for_interrupt(children: Children) -> None:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stop.wait(1.0):
-            for name in ("scheduler", "workers"):
-                if not children.alive(name):
-                    log.error("%s exited; see %s", name, Path(children.config.log_dir) / f"{name}.log")
-                    return
+            pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    time.sleep(0)

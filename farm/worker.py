@@ -53,6 +53,7 @@ log = logging.getLogger("farm.worker")
 
 HOLD_BUDGET = 500  # jobs the dispatch script may move to held sets in one call
 IDLE_WAIT = 1.0  # seconds an idle worker sleeps on the wake-up list before looking again
+ORPHAN_CHECK_EVERY = 5.0  # seconds between an idle worker's checks for slots it still holds
 TRACEBACK_LINES = 12
 
 
@@ -89,6 +90,8 @@ class FarmWorker(Worker):
         self.config = config
         self.registry = registry or Registry(config.renderers, config.plugins, dispatch.renderer_env(config))
         self._dispatch_script = scripts.register(connection, "dispatch")
+        self._heartbeat_script = scripts.register(connection, "heartbeat")
+        self._slots_checked = 0.0
         self._run: runs.Run | None = None
         self._raw: dict[bytes, bytes] = {}
         self._force_requeue = False
@@ -160,7 +163,7 @@ class FarmWorker(Worker):
         if not force and now - self._last_farm_heartbeat < self.config.worker.heartbeat_interval:
             return
         self._last_farm_heartbeat = now
-        self.connection.zadd(keys.HEARTBEATS, {self.name: now})
+        self._heartbeat_script(keys=[keys.HEARTBEATS], args=[self.name])
 
     def _shutdown(self) -> None:
         """Warm shutdown: never raise from the signal handler (RQ raises StopRequested when idle,
@@ -181,6 +184,23 @@ class FarmWorker(Worker):
             return
         raise SystemExit()
 
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
+        super().fork_work_horse(job, queue)
+        # The horse puts itself in its own process group; do it from this side too, so there is
+        # no moment in which the horse still shares the worker's group.
+        with contextlib.suppress(OSError):
+            os.setpgid(self._horse_pid, self._horse_pid)
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Kill the horse's process group, which is the horse's pid. RQ's version kills
+        ``getpgid(horse_pid)``: the worker's own group with no horse yet (pid 0) or for a horse
+        just forked, so a cancel landing as a job starts killed the worker (and a pool, all of
+        it). A stop that finds no group yet is picked up by the monitor (``_stopped_job_id``,
+        the cancel flag)."""
+        if self._horse_pid > 0:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._horse_pid, sig)
+
     def teardown(self) -> None:
         self._release_my_slots()
         super().teardown()
@@ -196,7 +216,7 @@ class FarmWorker(Worker):
                     continue
                 raw = self.connection.hgetall(keys.job(job_id.decode()))
                 if raw:
-                    runs.requeue(self.connection, runs.Run.from_hash(job_id.decode(), raw))
+                    runs.requeue(self.connection, self.config, runs.Run.from_hash(job_id.decode(), raw))
         except redis.exceptions.RedisError as exc:
             log.warning("worker %s: could not release its slots at exit: %s", self.name, exc)
 
@@ -218,7 +238,6 @@ class FarmWorker(Worker):
                     args=[
                         self.name,
                         uuid.uuid4().hex,
-                        repr(time.time()),
                         local_minute_of_day(),
                         rq_time(),
                         self.config.caps.total,
@@ -235,6 +254,7 @@ class FarmWorker(Worker):
                 reason = outcome[1]
                 if reason == b"busy":
                     continue
+                self._release_orphans()
                 # burst: stop when nothing is left that could ever start
                 if timeout is None and (reason == b"empty" or not self.connection.hlen(keys.SLOTS)):
                     return None
@@ -248,6 +268,15 @@ class FarmWorker(Worker):
                 )
                 time.sleep(wait_after_error)
                 wait_after_error = min(wait_after_error * 2, 30.0)
+
+    def _release_orphans(self) -> None:
+        """While idle this worker runs nothing, so a slot still naming it is an orphan (a dispatch
+        whose reply never arrived, a run whose ending could not be written): put those jobs
+        back in line. Checked every few seconds of idleness."""
+        now = time.monotonic()
+        if now - self._slots_checked >= ORPHAN_CHECK_EVERY:
+            self._slots_checked = now
+            self._release_my_slots()
 
     def _job_from(self, outcome: list[bytes]) -> tuple[Job, Queue] | None:
         job_id, queue_name = outcome[1].decode(), outcome[2].decode()
@@ -264,7 +293,7 @@ class FarmWorker(Worker):
             return None
         self._raw = raw
         self._run = runs.Run.from_hash(job_id, raw)
-        dispatch.set_job(self._run.attempt, text(raw, keys.F_JOB_TYPE))
+        dispatch.set_job(self._run.attempt, text(raw, keys.F_JOB_TYPE), self._run.token)
         return job, FarmQueue(queue_name, connection=self.connection)
 
     def _refuse(self, job_id: str, queue_name: str, raw: dict[bytes, bytes], reason: str) -> None:
@@ -318,7 +347,7 @@ class FarmWorker(Worker):
         pid = self._horse_pid
         timeout = float(job.timeout or self.config.renderer_timeout(run.renderer))
         deadline = time.monotonic() + timeout
-        check = self._horse_check(job, execution)
+        check = self._horse_check(job, execution, run.token)
         reason, status = horse.watch(pid, deadline, self.config.worker.cancel_poll, check)
         # Kill the horse's whole process group now, whatever happened: on timeout/cancel that is the
         # point; after an exit it takes down any subprocess the horse left behind. The horse is not
@@ -327,27 +356,50 @@ class FarmWorker(Worker):
             os.killpg(pid, signal.SIGKILL)
         if status is None:
             status = horse.reap(pid)
-        self._horse_pid = 0
         self.executions.pop(execution.id, None)
+        self._horse_pid = 0
         stopped = self._stopped_job_id == job.id
         self._stopped_job_id = None
-        bookkeeping = self._bookkeeping(job, execution, ok=False)
-        if reason == "timeout":
+        try:
+            self._end_run(run, reason, status, stopped, timeout, self._bookkeeping(job, execution, ok=False))
+        except redis.exceptions.RedisError as exc:
+            # Still owned by this worker: it is put back in line once Redis answers and the worker
+            # is idle again (_release_orphans).
+            log.error("worker %s: could not record the end of %s: %s", self.name, job.id, exc)
+        self._run = None
+
+    def _end_run(
+        self,
+        run: runs.Run,
+        reason: str | None,
+        status: int,
+        stopped: bool,
+        timeout: float,
+        bookkeeping: Callable[[Pipeline], None],
+    ) -> None:
+        """The worker's side of ending a run (the horse ends it itself when it exits normally)."""
+        if reason == "superseded":
+            log.warning(
+                "worker %s: %s was taken over (its run was ended elsewhere); horse killed",
+                self.name,
+                run.job_id,
+            )
+        elif reason == "timeout":
             message = f"timed out after {timeout:g}s; its process tree was killed"
             runs.fail(self.connection, self.config, run, ErrorKind.TIMEOUT, message, bookkeeping)
         elif reason == "cancel" or (stopped and status != 0):
-            runs.cancel(
-                self.connection, self.config, run, "canceled while running; process tree killed", bookkeeping
-            )
+            message = "canceled while running; process tree killed"
+            runs.cancel(self.connection, self.config, run, message, bookkeeping)
         elif reason == "shutdown":
-            runs.requeue(self.connection, run, bookkeeping)
+            runs.requeue(self.connection, self.config, run, bookkeeping)
         elif status != 0:
             message = f"work horse died unexpectedly ({horse.describe_exit(status)})"
             runs.fail(self.connection, self.config, run, ErrorKind.WORKER_LOST, message, bookkeeping)
-        self._run = None
 
-    def _horse_check(self, job: Job, execution: Execution) -> Callable[[float], str | None]:
-        """What ``horse.watch`` asks while the horse runs: must it be killed, and why?"""
+    def _horse_check(self, job: Job, execution: Execution, token: str) -> Callable[[float], str | None]:
+        """What ``horse.watch`` asks while the horse runs: must it be killed, and why? Besides
+        cancels and shutdowns: if the run no longer owns its slot (the sweep judged this worker
+        dead during a stall and put the job back in line), the horse must stop at once."""
         beat_every = self.config.worker.heartbeat_interval
         next_beat = time.monotonic() + beat_every
 
@@ -362,7 +414,13 @@ class FarmWorker(Worker):
                 if waited >= self.config.worker.shutdown_grace:
                     return "shutdown"
             try:
-                if self.connection.hget(job.key, keys.F_CANCEL):
+                with self.connection.pipeline(transaction=False) as pipe:
+                    pipe.hget(job.key, keys.F_CANCEL)
+                    pipe.get(keys.owner(job.id))
+                    cancel, owner = pipe.execute()
+                if owner is None or owner.decode() != token:
+                    return "superseded"
+                if cancel:
                     return "cancel"
                 if now >= next_beat:
                     next_beat = now + beat_every
@@ -390,5 +448,17 @@ class FarmWorker(Worker):
                 self.connection, self.config, run, kind, message, self._bookkeeping(job, execution, False)
             )
             return False
-        runs.finish(self.connection, self.config, run, result, self._bookkeeping(job, execution, True))
+        try:
+            runs.finish(self.connection, self.config, run, result, self._bookkeeping(job, execution, True))
+        except (TypeError, ValueError) as exc:  # e.g. a result that is not JSON-able
+            message = f"could not record the render's result: {exc}"
+            runs.fail(
+                self.connection,
+                self.config,
+                run,
+                ErrorKind.UNKNOWN,
+                message,
+                self._bookkeeping(job, execution, False),
+            )
+            return False
         return True

@@ -134,3 +134,25 @@ def test_farm_up_no_tui_demo_end_to_end(embedded_config):
             info
         )
     server.stop()
+
+
+def test_embedded_redis_on_the_lan_with_a_password(embedded_config, monkeypatch):
+    import socket as sockets
+
+    with sockets.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("FARM_REDIS_PASSWORD", "s3cret")
+    config = embedded_config.model_copy(
+        update={"redis": embedded_config.redis.model_copy(update={"bind": f"127.0.0.1:{port}"})}
+    )
+    server = EmbeddedRedis(config)
+    assert server.start() is True
+    assert EmbeddedRedis(config).start() is False  # found, though it wants a password
+    assert Farm.connect(f"redis://:s3cret@127.0.0.1:{port}/0", config=config).stats().workers == 0
+    monkeypatch.delenv("FARM_REDIS_PASSWORD")
+    from farm import FarmUnavailableError
+
+    with pytest.raises(FarmUnavailableError):
+        Farm.connect(f"redis://127.0.0.1:{port}/0", config=config)
+    server.stop()

@@ -10,16 +10,37 @@
 -- in use >= its effective cap: both are counted from farm:slots inside this script, so no
 -- interleaving of workers can exceed a cap.
 --
--- ARGV: 1 worker name, 2 dispatch token, 3 now (unix seconds), 4 local minute of day,
---       5 started_at (RQ's UTC format), 6 default total cap, 7 max jobs to hold in one call
+-- ARGV: 1 worker name, 2 dispatch token, 3 local minute of day, 4 started_at (RQ's UTC
+--       format), 5 default total cap, 6 max jobs to hold in one call.
+-- Times in farm:slots come from the server's clock (TIME). The call is idempotent per token: if
+-- a reply was lost and the client sends it again, the job already taken with that token is
+-- returned again instead of a second one being taken.
 -- Returns {"ok", job_id, queue, field1, value1, ...} (the job hash), or {"", reason} where
 -- reason is "empty" (nothing queued), "blocked" (queued jobs exist but none may start) or
 -- "busy" (the hold budget ran out; call again).
 
-local worker, token, now = ARGV[1], ARGV[2], ARGV[3]
-local minute = tonumber(ARGV[4])
-local started_at = ARGV[5]
-local hold_budget = tonumber(ARGV[7])
+local worker, token = ARGV[1], ARGV[2]
+local minute = tonumber(ARGV[3])
+local started_at = ARGV[4]
+local hold_budget = tonumber(ARGV[6])
+local clock = redis.call('TIME')
+local now = clock[1] .. '.' .. string.format('%06d', tonumber(clock[2]))
+local DISPATCHED = 'farm:dispatched:' .. token
+
+local function reply(id, queue_name)
+    local out = {'ok', id, queue_name}
+    local fields = redis.call('HGETALL', 'rq:job:' .. id)
+    for i = 1, #fields do out[#out + 1] = fields[i] end
+    return out
+end
+
+local again = redis.call('GET', DISPATCHED)
+if again then
+    if redis.call('GET', 'farm:owner:' .. again) == token then
+        return reply(again, redis.call('HGET', 'rq:job:' .. again, 'origin') or 'medium')
+    end
+    return {'', 'empty'}
+end
 
 local BIG = 1e13
 local PRIOS = {'high', 'medium', 'low'}
@@ -40,7 +61,7 @@ if caps['windows'] then
     end
 end
 local function scaled(value) return math.floor(tonumber(value) * mult + 1e-9) end
-local total_cap = scaled(caps['total'] or ARGV[6])
+local total_cap = scaled(caps['total'] or ARGV[5])
 
 -- slots in use, per renderer and in total
 local used, used_total = {}, 0
@@ -149,6 +170,7 @@ local queue_name = redis.call('HGET', jkey, 'origin') or best_source
 if best_renderer ~= '' then
     redis.call('HSET', SLOTS, best_id, best_renderer .. '\t' .. worker .. '\t' .. now .. '\t' .. queue_name)
     redis.call('SET', 'farm:owner:' .. best_id, token)
+    redis.call('SET', DISPATCHED, best_id, 'EX', 60)
     redis.call('HSET', jkey, 'status', 'started', 'worker_name', worker, 'started_at', started_at,
         'last_heartbeat', started_at, 'ended_at', '', 'farm_progress', '0', 'farm_stage', 'starting',
         'farm_token', token)
@@ -165,7 +187,4 @@ if used_total < total_cap and anything_waiting() then
     redis.call('LTRIM', WAKE, 0, 0)
 end
 
-local out = {'ok', best_id, queue_name}
-local fields = redis.call('HGETALL', jkey)
-for i = 1, #fields do out[#out + 1] = fields[i] end
-return out
+return reply(best_id, queue_name)
