@@ -14,6 +14,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,32 @@ class HorseContext:
         if check_cancel and replies[-1]:
             self._cancelled = True
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
+        """Write the rest of the disk log; return the log lines not yet in Redis (the horse
+        commits them with the run's outcome, in the same round trip)."""
+        with self._lock:
+            lines, self._lines = self._lines, []
         self.flush(with_progress=False, check_cancel=False)
+        return lines
+
+
+def log_tail_writes(job_id: str, lines: list[str]) -> Callable[[Pipeline], None]:
+    def writes(pipe: Pipeline) -> None:
+        if lines:
+            pipe.rpush(keys.log(job_id), *lines)
+            pipe.ltrim(keys.log(job_id), -LOG_TAIL_LINES, -1)
+
+    return writes
+
+
+_closing_lines: list[str] = []
+
+
+def closing_lines() -> list[str]:
+    """The last log lines of the render that just ended in this horse (see HorseContext.close)."""
+    lines = list(_closing_lines)
+    _closing_lines.clear()
+    return lines
 
 
 _context: HorseContext | None = None
@@ -253,4 +278,4 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
         raise
     finally:
         _context = None
-        ctx.close()
+        _closing_lines.extend(ctx.close())

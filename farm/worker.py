@@ -332,7 +332,11 @@ class FarmWorker(Worker):
     def _bookkeeping(self, job: Job, execution: Execution, ok: bool) -> Callable[[Pipeline], None]:
         """RQ's own records of an ended execution, committed with the run's outcome."""
 
+        tail = dispatch.log_tail_writes(job.id, dispatch.closing_lines()) if self.is_horse else None
+
         def writes(pipe: Pipeline) -> None:
+            if tail is not None:
+                tail(pipe)
             cleanup_execution(self, job, pipe, execution)
             if ok:
                 self.increment_successful_job_count(pipe)
