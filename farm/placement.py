@@ -86,24 +86,35 @@ def running_eta(
     return started_at + timedelta(seconds=total)
 
 
-def queued_eta(state: FarmState, renderer: str, place: int) -> datetime | None:
-    """Estimated start of a queued job that is ``place``-th in line."""
-    if state.caps.effective_total == 0 or not state.workers_alive:
-        return None
-    now = datetime.fromtimestamp(state.at, UTC)
+def lanes(state: FarmState, renderer: str) -> list[float]:
+    """Seconds from now until each of the renderer's parallel lanes is free: a busy lane frees
+    when its running job ends (estimated from the average run), an idle one is free now."""
     run = average_run(state, renderer)
+    busy = sorted(max(0.0, run - (state.at - s.started)) for s in state.slots if s.renderer == renderer)
     width = parallelism(state, renderer)
-    free_now = max(0, width - state.used_by_renderer.get(renderer, 0))
-    ahead = place - 1
-    if ahead < free_now:
-        return now
-    # The first wave starts as running jobs finish; later waves take one average run each.
-    remaining = sorted(
-        max(0.0, run - (state.at - slot.started)) for slot in state.slots if slot.renderer == renderer
-    ) or [0.0]
-    first = remaining[min(len(remaining) - 1, max(0, ahead - free_now))]
-    waves = max(0, (ahead - free_now) // width)
-    return now + timedelta(seconds=first + waves * run)
+    return busy[:width] + [0.0] * max(0, width - len(busy))
+
+
+def take_lane(state: FarmState, lane: list[float], renderer: str) -> datetime:
+    """The start of the next job on these lanes (and the lane is then busy one average run)."""
+    start = min(lane)
+    lane[lane.index(start)] = start + average_run(state, renderer)
+    return datetime.fromtimestamp(state.at + start, UTC)
+
+
+def can_start(state: FarmState) -> bool:
+    return bool(state.workers_alive) and state.caps.effective_total > 0
+
+
+def queued_eta(state: FarmState, renderer: str, place: int) -> datetime | None:
+    """Estimated start of a queued job that is ``place``-th in line, counting the jobs ahead as
+    jobs of its renderer (the TUI, which sees the line, counts each renderer's own)."""
+    if not can_start(state):
+        return None
+    lane = lanes(state, renderer)
+    for _ in range(place - 1):
+        take_lane(state, lane, renderer)
+    return take_lane(state, lane, renderer)
 
 
 def place_job(connection: Redis, state: FarmState, info: JobInfo) -> JobInfo:

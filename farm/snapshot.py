@@ -20,7 +20,7 @@ from .config import FarmConfig
 from .jobinfo import RQ_TO_FARM_STATUS
 from .models import PRIORITY_ORDER, AuditEntry, ErrorKind, FarmStats, JobStatus, Priority
 from .outcomes import registry_key
-from .placement import average_run, parallelism, wait_reason
+from .placement import can_start, lanes, running_eta, take_lane, wait_reason
 from .state import BAND, FarmState, read_state
 from .timeutil import from_ts, parse_rq_time
 
@@ -177,44 +177,25 @@ def _row(job_id: str, values: list[bytes | None]) -> JobRow | None:
 
 def _place_rows(state: FarmState, rows: list[JobRow]) -> list[JobRow]:
     """Positions, wait reasons and ETAs for the queued rows (in line order) and running rows."""
-    now = datetime.fromtimestamp(state.at, UTC)
     placed = []
     position = 0
-    lanes: dict[str, list[float]] = {}
+    renderer_lanes: dict[str, list[float]] = {}
     for row in rows:
         if row.status is JobStatus.QUEUED:
             position += 1
             reason = wait_reason(state, row.priority, row.renderer, position)
             eta = None
-            if reason != "queue paused" and state.workers_alive and state.caps.effective_total:
-                # Each renderer's jobs start as its lanes free up: a lane frees when a running job
-                # ends (estimated from its average run), then every average run after that.
-                lane = lanes.setdefault(row.renderer, _lanes(state, row.renderer))
-                start = min(lane)
-                lane[lane.index(start)] = start + average_run(state, row.renderer)
-                eta = datetime.fromtimestamp(state.at + start, UTC)
+            if reason != "queue paused" and can_start(state):
+                lane = renderer_lanes.setdefault(row.renderer, lanes(state, row.renderer))
+                eta = take_lane(state, lane, row.renderer)
             placed.append(row.model_copy(update={"position": position, "wait_reason": reason, "eta": eta}))
-        elif row.status is JobStatus.RUNNING and row.started_at is not None:
-            elapsed = (now - row.started_at).total_seconds()
-            total = (
-                elapsed * 100 / row.progress
-                if row.progress >= 5
-                else max(elapsed, average_run(state, row.renderer))
+        elif row.status is JobStatus.RUNNING:
+            placed.append(
+                row.model_copy(update={"eta": running_eta(state, row.started_at, row.progress, row.renderer)})
             )
-            eta = datetime.fromtimestamp(row.started_at.timestamp() + total, UTC)
-            placed.append(row.model_copy(update={"eta": eta}))
         else:
             placed.append(row)
     return placed
-
-
-def _lanes(state: FarmState, renderer: str) -> list[float]:
-    """Seconds from now until each of the renderer's parallel lanes is free."""
-    run = average_run(state, renderer)
-    busy = sorted(max(0.0, run - (state.at - s.started)) for s in state.slots if s.renderer == renderer)
-    width = parallelism(state, renderer)
-    lanes = busy[:width] + [0.0] * max(0, width - len(busy))
-    return lanes
 
 
 def alerts(config: FarmConfig, stats: FarmStats) -> tuple[str, ...]:
