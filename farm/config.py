@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -35,6 +35,7 @@ class RedisConfig(_Section):
     bind: str = ""  # embedded only: "HOST:PORT" to also listen on TCP (needs a password)
     password_env: str = "FARM_REDIS_PASSWORD"  # env var holding the password for `bind`
     connect_timeout: float = Field(2.0, gt=0, le=30)
+    appendfsync: Literal["everysec", "always"] = "everysec"  # embedded Redis: AOF fsync policy
 
 
 class PathsConfig(_Section):
@@ -107,7 +108,8 @@ class RetentionConfig(_Section):
 class SchedulerConfig(_Section):
     interval: float = Field(1.0, gt=0, le=60)  # how often due retries are enqueued
     sweep_interval: float = Field(15.0, gt=0, le=3600)
-    worker_timeout: float = Field(10.0, gt=0)  # heartbeat age after which a worker is dead
+    worker_timeout: float = Field(10.0, gt=0)  # heartbeat age after which a worker shows as dead
+    lease_margin: float = Field(2.0, ge=0.5, le=60)  # seconds past a run's lease before it is taken over
 
 
 class WorkerConfig(_Section):
@@ -115,11 +117,14 @@ class WorkerConfig(_Section):
     heartbeat_interval: float = Field(2.0, gt=0, le=60)
     cancel_poll: float = Field(0.25, gt=0, le=5)  # how often a busy worker checks for cancel/timeout
     shutdown_grace: float = Field(10.0, ge=0)  # SIGTERM: seconds to let a job finish before requeueing it
+    lease: float = Field(5.0, ge=1, le=300)  # seconds a run's lease lasts without renewal
 
 
 class LimitsConfig(_Section):
     max_params_bytes: int = Field(64 * 1024, gt=0)
     max_name_length: int = Field(200, gt=0)
+    max_output_bytes: int = Field(20 * 1024**3, gt=0)  # largest file a render's subprocess may write
+    max_result_bytes: int = Field(1024**2, gt=0)  # largest result stored in Redis (and HTTP body read)
 
 
 class AlertsConfig(_Section):

@@ -69,6 +69,8 @@ def renderer_env(config: FarmConfig) -> RendererEnv:
         output_dir=config.output_dir,
         input_roots=config.input_roots,
         log_dir=config.log_dir,
+        max_output_bytes=config.limits.max_output_bytes,
+        max_result_bytes=config.limits.max_result_bytes,
     )
 
 

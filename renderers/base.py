@@ -65,6 +65,8 @@ class RendererEnv:
     output_dir: Path
     input_roots: tuple[Path, ...]
     log_dir: Path
+    max_output_bytes: int = 20 * 1024**3  # RLIMIT_FSIZE for render subprocesses
+    max_result_bytes: int = 1024**2  # largest result (and HTTP body) a render may return
 
 
 @dataclass(frozen=True)
