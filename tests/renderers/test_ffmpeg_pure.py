@@ -220,6 +220,33 @@ def test_raw_plan_finds_inputs_outputs_and_limit() -> None:
         (["-i", "a.mp4", "-passlogfile", "/tmp/x", "o.mp4"], "not allowed"),
         (["-i", "a.mp4", "-x264-params", "stats=/tmp/x", "o.mp4"], "not allowed"),
         (["-i", "a.mp4", "-report", "o.mp4"], "not allowed"),
+        (["-i", "a.mp4", "-sdp_file", "/tmp/x", "o.mp4"], "not allowed"),
+        (["-i", "a.mp4", "-filter_script", "f.txt", "o.mp4"], "not allowed"),
+        (["-i", "a.mp4", "-fpre", "/tmp/x.ffpreset", "o.mp4"], "not allowed"),
+        (["-i", "a.mp4", "-vpre", "x", "o.mp4"], "not allowed"),
+        (["-i", "a.mp4", "-x265-params", "stats=/tmp/x", "o.mp4"], "not allowed"),
+        (["-i", "a.mp4", "-svtav1-params", "stat-file=/tmp/x", "o.mp4"], "not allowed"),
+        (["-i", "a.mp4", "-/vf", "graph.txt", "o.mp4"], "not allowed"),  # ffmpeg 7: value from a file
+        (["-i", "a.mp4", "-stats_enc_pre", "/tmp/x", "o.mp4"], "not allowed"),
+        # filter options: only listed names, and few enough unnamed values to never reach the rest
+        (
+            [
+                "-i",
+                "a.mp4",
+                "-lavfi",
+                "split[a][b];[a]palettegen[p];[b][p]paletteuse=debug_kdtree=/tmp/x",
+                "o.gif",
+            ],
+            "debug_kdtree",
+        ),
+        (["-i", "a.mp4", "-vf", "paletteuse=bayer:2:0:0:128:0:/tmp/x", "o.gif"], "at most 1 unnamed"),
+        (["-i", "a.mp4", "-vf", "scale=/w=/etc/passwd", "o.mp4"], "'/w'"),  # ffmpeg 7: value from a file
+        (["-i", "a.mp4", "-vf", "scale=w=2:h=2:nope=1", "o.mp4"], "'nope' of 'scale'"),
+        (["-i", "a.mp4", "-vf", "scale=w=2:2", "o.mp4"], "after a named option"),
+        (["-i", "a.mp4", "-vf", "fps=10:0:up", "o.mp4"], "at most 1 unnamed"),
+        (["-i", "a.mp4", "-vf", "hflip=x", "o.mp4"], "at most 0 unnamed"),
+        (["-i", "a.mp4", "-vf", "scale=2:2:=3", "o.mp4"], "option '' of 'scale'"),
+        (["-i", "a.mp4", "-vf", "scale@x y=2:2", "o.mp4"], "cannot read filter"),
         (["-i", "a.mp4", "-vf", "movie=/etc/passwd", "o.mp4"], "movie"),
         (["-i", "a.mp4", "-vf", "subtitles=x.srt", "o.mp4"], "subtitles"),
         (["-i", "a.mp4", "-vf", "scale=2:2,drawtext=textfile=/etc/passwd", "o.mp4"], "drawtext"),
@@ -254,6 +281,14 @@ def test_raw_outputs_become_absolute_so_no_protocol_is_ever_read() -> None:
         "[0:v][1:v]overlay=10:10[v];[v]fade=t=in:d=1[out]",
         "split[a][b];[a]palettegen[p];[b][p]paletteuse",
         "scale@small=160:-2",
+        "scale=w=320:h=-2:flags=lanczos,setsar=1",
+        "split[a][b];[a]palettegen=max_colors=64:stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=3",
+        "paletteuse=sierra2_4a:diff_mode=rectangle",
+        "crop=100:100:10:10,pad=200:200:50:50:black,fade=in:0:25",
+        "colorchannelmixer=.393:.769:.189:0:.349:.686:.168:0:.272:.534:.131",
+        "drawbox=x=10:y=10:w=50:h=50:color=red@0.5:t=fill:enable=gte(t*2-1)",
+        "pan=stereo|c0=FL|c1=FR,volume=0.5,aresample=44100",
+        " scale = 2:2 , fps = 10 ",
     ],
 )
 def test_allowed_filtergraphs(graph: str) -> None:
