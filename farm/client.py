@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from redis import Redis
+from redis import ConnectionPool, Redis
 from redis.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 from rq.command import send_stop_job_command
@@ -21,7 +21,7 @@ from renderers import Registry
 from . import audit, keys, outcomes
 from .caps import apply_changes, validate_changes
 from .config import FarmConfig, load_config
-from .connection import connect_redis, redact
+from .connection import connect_redis, no_retry, redact
 from .dispatch import renderer_env
 from .errors import FarmUnavailableError, InvalidJobError, InvalidTransitionError, JobNotFoundError
 from .jobinfo import farm_status, info_from_hash, text
@@ -32,6 +32,15 @@ from .state import THROUGHPUT_MINUTES, FarmState, read_state
 from .submit import JOB_ID_RE, QueueCache, build_spec, build_specs, enqueue_specs
 
 CANCEL_CONFIRM_SECONDS = 3.0
+
+
+def _without_retries(connection: Redis) -> Redis:
+    """A client on the same server whose commands are never resent by redis-py on a connection
+    error: a resent MULTI/EXEC whose reply was lost would apply twice (an id pushed twice). The
+    farm's writes retry themselves where that is safe (``enqueue_specs``)."""
+    pool = connection.connection_pool
+    kwargs = {**pool.connection_kwargs, "retry": no_retry()}
+    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
 
 def _check_id(job_id: Any) -> str:
@@ -67,6 +76,7 @@ class Farm:
             self.config.renderers, self.config.plugins, renderer_env(self.config)
         )
         self._queues = QueueCache(connection)
+        self._writer = _without_retries(connection)
 
     @classmethod
     def connect(
@@ -79,6 +89,7 @@ class Farm:
 
     def close(self) -> None:
         self.connection.close()
+        self._writer.close()
 
     def __enter__(self) -> Farm:
         return self
@@ -88,6 +99,11 @@ class Farm:
 
     def __repr__(self) -> str:
         return f"Farm({redact(self.url)!r})"
+
+    @property
+    def _retry_for(self) -> float:
+        """How long a write keeps trying through connection errors (idempotent writes only)."""
+        return self.config.redis.connect_timeout
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -122,14 +138,14 @@ class Farm:
             max_retries=max_retries,
             job_id=job_id,
         )
-        self._call("submit", enqueue_specs, self.connection, self._queues, self.config, [spec])
+        enqueue_specs(self._writer, self._queues, self.config, [spec], retry_for=self._retry_for)
         return spec.job_id
 
     def submit_many(self, requests: Sequence[Mapping[str, Any]]) -> builtins.list[str]:
         """Bulk submit, all-or-nothing: every request is validated before one pipelined write."""
         specs = build_specs(self.config, self.registry, requests)
         if specs:
-            self._call("submit_many", enqueue_specs, self.connection, self._queues, self.config, specs)
+            enqueue_specs(self._writer, self._queues, self.config, specs, retry_for=self._retry_for)
         return [s.job_id for s in specs]
 
     # -- reading -----------------------------------------------------------------------------
@@ -232,7 +248,7 @@ class Farm:
         the writes; the audit entry is committed with them. Returns the status it started from.
         """
         job_key = keys.job(_check_id(job_id))
-        with self.connection.pipeline() as pipe:
+        with self._writer.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(job_key)
@@ -249,7 +265,11 @@ class Farm:
                 except WatchError:
                     continue
                 except RedisError as exc:
-                    raise FarmUnavailableError(f"{action}: Redis unavailable: {exc}") from None
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise FarmUnavailableError(
+                        f"{action} {job_id}: Redis unavailable ({reason}); it may or may not have "
+                        f"been applied: check with `farm show {job_id}`"
+                    ) from None
 
     def cancel(self, job_id: str) -> JobInfo:
         """Queued/scheduled: never runs. Running: its process tree is killed (confirmed within ~2 s)."""

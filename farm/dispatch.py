@@ -3,12 +3,17 @@
 RQ stores ``farm.dispatch.run`` as every farm job's function; the worker refuses any other.
 ``run`` executes inside the work horse. It needs the farm's config and renderer registry, which
 the worker installs with ``configure`` before it forks (the horse inherits them).
-Also here: ``HorseContext``, the RenderContext the horse gives renderers (progress, log, cancel),
-and publishing a render's outputs as ``output_dir/<job_id>/`` in one rename.
+Also here: ``HorseContext``, the RenderContext the horse gives renderers (progress, log, cancel);
+the horse's background loop (flushes, lease renewal); and publishing a render's outputs.
+
+Each attempt stages in its own directory (``output_dir/.partial/<job>.<token>``). ``run`` only
+checks what the render left there; the files are published as ``output_dir/<job_id>/`` (one
+rename) *after* the run's end is recorded, so only the attempt whose end won is ever published.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -27,13 +32,15 @@ from rq import get_current_job
 
 from renderers import Registry, RendererEnv, RenderError
 
-from . import keys, outcomes
+from . import keys, lease, outcomes
 from .config import FarmConfig
 from .models import ErrorKind
 from .submit import format_validation_error
 
 LOG_TAIL_LINES = 200
 FLUSH_EVERY = 0.2  # seconds between writes of a running job's progress and log, and cancel checks
+LEASE_SAFETY = 0.1  # seconds the local lease deadline keeps before the one the server computed
+PARTIAL = ".partial"  # output_dir/.partial/<job>.<token>: one attempt's staging directory
 
 
 @dataclass
@@ -41,6 +48,7 @@ class _Installed:
     config: FarmConfig
     registry: Registry
     connection: Redis
+    cell: lease.LeaseCell
     attempt: int = 1  # of the job about to be forked; set by the worker
     job_type: str | None = None
     token: str = ""  # the run's dispatch token: the horse's writes are fenced on it
@@ -49,10 +57,10 @@ class _Installed:
 _installed: _Installed | None = None
 
 
-def configure(config: FarmConfig, registry: Registry, connection: Redis) -> None:
+def configure(config: FarmConfig, registry: Registry, connection: Redis, cell: lease.LeaseCell) -> None:
     """Called by the worker before it forks work horses."""
     global _installed
-    _installed = _Installed(config, registry, connection)
+    _installed = _Installed(config, registry, connection, cell)
 
 
 def set_job(attempt: int, job_type: str | None, token: str) -> None:
@@ -192,41 +200,54 @@ def closing_lines() -> list[str]:
 _context: HorseContext | None = None
 
 
-def horse_loop(parent_pid: int) -> None:
+def horse_loop(parent_pid: int, job_id: str) -> None:
     """The horse's background thread: flush the running render's progress and log, pick up cancel
-    requests, and if the worker dies, take the horse's whole process group down with it."""
+    requests, renew the run's lease, and if the worker dies, take the horse's process group down."""
+    assert _installed is not None
+    connection, cell, token = _installed.connection, _installed.cell, _installed.token
+    seconds = _installed.config.worker.lease
+    next_renewal = time.monotonic() + seconds / 4
     while True:
         time.sleep(FLUSH_EVERY)
         if os.getppid() != parent_pid:
             os.killpg(0, signal.SIGKILL)
         ctx = _context
         if ctx is not None:
-            try:
+            with contextlib.suppress(RedisError, OSError):  # a blip must not break the render
                 ctx.flush()
+        now = time.monotonic()
+        if now >= next_renewal and cell.state == lease.RENDERING:
+            try:
+                if lease.renew(connection, job_id, token, seconds):
+                    cell.extend(now + seconds - LEASE_SAFETY)
+                    next_renewal = now + seconds / 4
+                else:
+                    cell.revoke()  # ended or taken over elsewhere: the guards kill the render now
             except (RedisError, OSError):
-                continue  # a blip must not break the render; the next flush retries
+                next_renewal = now  # try again on the next tick; the guards watch the deadline
 
 
-def staging_dir(config: FarmConfig, job_id: str) -> Path:
-    return config.output_dir / f".{job_id}.partial"
+def staging_dir(config: FarmConfig, job_id: str, token: str) -> Path:
+    return config.output_dir / PARTIAL / f"{job_id}.{token}"
 
 
-def publish(config: FarmConfig, job_id: str, staging: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """Move a finished render's files to ``output_dir/<job_id>/`` in one rename."""
+def final_dir(config: FarmConfig, job_id: str) -> Path:
+    return config.output_dir / job_id
+
+
+def check_outputs(config: FarmConfig, job_id: str, staging: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """The result as it will read once published: output paths under ``output_dir/<job_id>/``.
+    Checks the files the renderer listed are in its staging dir; moves nothing yet."""
     outputs = result.get("outputs") or []
     if not isinstance(outputs, list) or not all(isinstance(name, str) for name in outputs):
         raise RenderError(ErrorKind.UNKNOWN, "renderer returned a malformed 'outputs' list")
     if not outputs:
-        shutil.rmtree(staging, ignore_errors=True)
         return {**result, "outputs": []}
-    final = config.output_dir / job_id
+    final = final_dir(config, job_id)
     for name in outputs:
         if not (staging / name).resolve().is_relative_to(staging.resolve()) or not (staging / name).is_file():
             raise RenderError(ErrorKind.UNKNOWN, f"renderer listed a missing output {name!r}")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
-    sizes = {name: (final / name).stat().st_size for name in outputs}
+    sizes = {name: (staging / name).stat().st_size for name in outputs}
     return {
         **result,
         "outputs": [str(final / name) for name in outputs],
@@ -235,8 +256,27 @@ def publish(config: FarmConfig, job_id: str, staging: Path, result: dict[str, An
     }
 
 
+def publish(config: FarmConfig, job_id: str, staging: Path, result: dict[str, Any]) -> None:
+    """Move a winning attempt's staging dir to ``output_dir/<job_id>/`` in one rename. Called only
+    after the run's end was recorded with its token; whatever stood there was nobody's win."""
+    if not staging.exists():
+        return
+    if not result.get("outputs"):
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    final = final_dir(config, job_id)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+
+
+def discard(config: FarmConfig, job_id: str, token: str) -> None:
+    shutil.rmtree(staging_dir(config, job_id, token), ignore_errors=True)
+
+
 def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The RQ job function of every farm job (runs in the work horse)."""
+    """The RQ job function of every farm job (runs in the work horse). Returns the result to
+    record; its files wait in the attempt's staging dir until ``publish``."""
     if _installed is None:
         raise RuntimeError("farm.dispatch.run called outside a farm worker")
     job = get_current_job()
@@ -253,8 +293,7 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
         raise RenderError(
             ErrorKind.INVALID_INPUT, format_validation_error(f"{renderer} params", exc)
         ) from None
-    staging = staging_dir(config, job.id)
-    shutil.rmtree(staging, ignore_errors=True)  # left by an earlier, killed attempt
+    staging = staging_dir(config, job.id, _installed.token)
     timeout = job.timeout or config.renderer_timeout(renderer)
     global _context
     ctx = HorseContext(
@@ -274,7 +313,7 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
             raise RenderError(
                 ErrorKind.UNKNOWN, f"renderer {renderer!r} returned {type(result).__name__}, not a dict"
             )
-        return publish(config, job.id, staging, result)
+        return check_outputs(config, job.id, staging, result)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -16,10 +16,11 @@ PREFIX = "farm:"
 CAPS = PREFIX + "caps"  # hash: total, r:<renderer>, windows
 SLOTS = PREFIX + "slots"  # hash: job id -> "renderer\tworker\tstarted_ts\tpriority"
 OWNER = PREFIX + "owner:"  # + job id: the dispatch token of the run that owns the job's slot
+LEASES = PREFIX + "leases"  # zset: job id -> its run's lease expiry (server clock), see lease.py
 SCHEDULED = PREFIX + "scheduled:"  # + priority: zset of job id -> retry time (mirrors rq-scheduler's)
 HELD = PREFIX + "held:"  # + renderer: zset of queued jobs held back by that renderer's cap
 HELD_RENDERERS = PREFIX + "held_renderers"  # set of renderers with a non-empty HELD zset
-SEQ = PREFIX + "seq"  # counter giving held jobs their place in line (used by dispatch.lua)
+SEQ = PREFIX + "seq"  # counter giving jobs their place in line as they leave a queue (dispatch.lua)
 PAUSED = PREFIX + "paused"  # set of paused priority names
 WAKE = PREFIX + "wake"  # list: a token here wakes one idle worker
 JOBS = PREFIX + "jobs"  # zset: every job id -> submit time (newest-first listing)
@@ -31,6 +32,7 @@ EVENTS = PREFIX + "events"  # stream: slot starts/stops, cap changes, retries (o
 EVENTS_MAXLEN = 20_000
 AUDIT = PREFIX + "audit"  # list of JSON audit entries, newest first
 LOG = PREFIX + "log:"  # + job id: list, the job's log tail
+REDIS_RESTARTS = PREFIX + "redis:restarts"  # hash: count, last (unix time) — `farm up` restarting Redis
 
 # Fields the farm keeps in RQ's job hash.
 F_RENDERER = "farm_renderer"
@@ -50,6 +52,9 @@ F_CANCEL = "farm_cancel"
 F_RETRY_AT = "farm_retry_at"
 F_RETRY_BASE = "farm_retry_base"  # attempts made before the last manual retry
 F_SUBMITTED = "farm_submitted"  # unix time of the first submit (enqueued_at moves on retry)
+F_SUBMIT_ID = "farm_submit_id"  # nonce of the submit call that stored the job (idempotent retries)
+F_LINE = "farm_line"  # place in line, given when the job left its queue; a requeue keeps it
+F_ENDED_BY = "farm_ended_by"  # token of the run whose end was recorded (claims are idempotent)
 
 
 def queue(priority: str) -> str:

@@ -23,10 +23,11 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 
 from . import keys, scripts
-from .models import Attempt, ErrorKind, JobStatus
+from .models import PRIORITY_ORDER, Attempt, ErrorKind, JobStatus, Priority
 from .timeutil import rq_time, utcnow
 
 MAX_ERROR_CHARS = 4000
+BAND = 10**13  # held-set score band per priority rank (dispatch.lua's BIG)
 
 
 def registry_key(kind: str, priority: str) -> str:
@@ -45,14 +46,17 @@ def claim(
     """Commit ``writes`` plus the slot release iff the run holding the slot has ``token``.
 
     ``token=None`` claims whatever run holds the slot. Returns False when the slot is not (or no
-    longer) held by that run: someone else ended it first.
+    longer) held by that run: someone else ended it first. Idempotent: when a reply is lost and
+    the claim is sent again, the second call finds the end recorded by this token and says True.
     """
 
     def with_release(pipe: Pipeline) -> None:
         release_slot(pipe, job_id, renderer, outcome)
         writes(pipe)
 
-    return bool(fenced(connection, job_id, token, with_release))
+    if fenced(connection, job_id, token, with_release, end=True):
+        return True
+    return bool(token) and connection.hget(keys.job(job_id), keys.F_ENDED_BY) == token.encode()  # type: ignore[union-attr]
 
 
 def fenced(
@@ -61,17 +65,24 @@ def fenced(
     token: str | None,
     writes: Callable[[Pipeline], None],
     pipe: Pipeline | None = None,
+    *,
+    end: bool = False,
 ) -> Any:
     """Apply ``writes`` only while the run holding the job's slot has ``token`` (one round trip:
     the writes are queued on an unexecuted pipeline and sent to ``lua/fenced.lua``). With
-    ``pipe``, the call is queued there and its reply (1 applied, 0 not) comes with ``execute()``."""
+    ``pipe``, the call is queued there and its reply (1 applied, 0 not) comes with ``execute()``.
+    ``end``: these writes end the run (the job hash records which token ended it)."""
     recorder = connection.pipeline(transaction=False)
     writes(recorder)
     commands = [[_arg(a) for a in args] for args, _options in recorder.command_stack]
     recorder.reset()
     script = _fenced_script(connection)
     client = pipe if pipe is not None else connection
-    return script(keys=[keys.owner(job_id)], args=[token or "", json.dumps(commands)], client=client)
+    return script(
+        keys=[keys.owner(job_id), keys.job(job_id)],
+        args=[token or "", json.dumps(commands), "end" if end else ""],
+        client=client,
+    )
 
 
 _FENCED: list[Script] = []
@@ -92,9 +103,23 @@ def _arg(value: Any) -> str:
     return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def wip_cleanup(connection: Redis, job_id: str, priority: str) -> Callable[[Pipeline], None]:
+    """Writes removing the job's executions from RQ's started registry (it stays tidy, and RQ's own
+    cleanup never acts on a run the farm has already ended)."""
+    key = registry_key("wip", priority)
+    members = [m for m in connection.zrange(key, 0, -1) if m.decode().startswith(f"{job_id}:")]
+
+    def writes(pipe: Pipeline) -> None:
+        if members:
+            pipe.zrem(key, *members)
+
+    return writes
+
+
 def release_slot(pipe: Pipeline, job_id: str, renderer: str, outcome: str) -> None:
     pipe.delete(keys.owner(job_id))
     pipe.hdel(keys.SLOTS, job_id)
+    pipe.zrem(keys.LEASES, job_id)
     event(pipe, e="stop", job=job_id, r=renderer, o=outcome)
     wake(pipe)
 
@@ -202,9 +227,19 @@ def write_scheduled(
 
 
 def write_requeued(
-    pipe: Pipeline, job_id: str, priority: str, *, front: bool, fields: dict[str, Any]
+    pipe: Pipeline,
+    job_id: str,
+    priority: str,
+    *,
+    front: bool,
+    fields: dict[str, Any],
+    renderer: str | None = None,
+    line: int | None = None,
 ) -> None:
-    """Back in line now: at the front (it had already reached the head) or the back."""
+    """Back in line now. ``front`` with the job's ``line`` (its place when it first left the queue):
+    into its renderer's held set at that place, so it starts before every job that reached the
+    head after it (dispatch.lua serves held jobs of a priority before the queue). ``front`` alone:
+    the queue's head. Otherwise the back of the queue."""
     job_key = keys.job(job_id)
     pipe.hset(
         job_key,
@@ -219,11 +254,20 @@ def write_requeued(
     pipe.hdel(job_key, keys.F_CANCEL, keys.F_RETRY_AT, "ended_at")
     pipe.persist(job_key)
     pipe.sadd(keys.RQ_QUEUES_SET, keys.queue(priority))
-    if front:
+    if front and line is not None and renderer:
+        pipe.zadd(keys.held(renderer), {job_id: held_score(priority, line)})
+        pipe.sadd(keys.HELD_RENDERERS, renderer)
+    elif front:
         pipe.lpush(keys.queue(priority), job_id)
     else:
         pipe.rpush(keys.queue(priority), job_id)
     wake(pipe)
+
+
+def held_score(priority: str, line: int) -> float:
+    """A held job's score: its priority's band, then its place in line (as in dispatch.lua)."""
+    rank = PRIORITY_ORDER.index(Priority(priority)) + 1 if priority in Priority._value2member_map_ else 2
+    return rank * BAND + line
 
 
 def remove_from_waiting(pipe: Pipeline, job_id: str, priority: str, renderer: str) -> None:

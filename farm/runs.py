@@ -39,6 +39,33 @@ class Run:
     worker: str | None
     started_at: datetime | None
     history: tuple[Attempt, ...]
+    line: int | None = None  # place in line (farm_line): a requeue keeps it
+
+    def to_json(self) -> dict[str, Any]:
+        """The run as plain JSON (the outcome journal stores it)."""
+        return {
+            **{f: getattr(self, f) for f in ("job_id", "token", "priority", "renderer", "attempt")},
+            **{f: getattr(self, f) for f in ("max_retries", "retry_base", "worker", "line")},
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "history": [a.model_dump(mode="json") for a in self.history],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Run:
+        started = data.get("started_at")
+        return cls(
+            job_id=str(data["job_id"]),
+            token=str(data["token"]),
+            priority=str(data["priority"]),
+            renderer=str(data["renderer"]),
+            attempt=int(data["attempt"]),
+            max_retries=int(data["max_retries"]),
+            retry_base=int(data["retry_base"]),
+            worker=data.get("worker"),
+            started_at=datetime.fromisoformat(started) if started else None,
+            history=tuple(Attempt.model_validate(a) for a in data.get("history", [])),
+            line=data.get("line"),
+        )
 
     @classmethod
     def from_hash(cls, job_id: str, raw: Mapping[bytes, bytes]) -> Run:
@@ -53,6 +80,7 @@ class Run:
             worker=text(raw, "worker_name"),
             started_at=parse_rq_time(raw.get(b"started_at")),
             history=history(raw),
+            line=int(text(raw, keys.F_LINE) or 0) or None,
         )
 
     def run_seconds(self) -> float | None:
@@ -65,10 +93,12 @@ class Run:
 
 
 def _with_extra(writes: Callable[[Pipeline], None], extra: Extra) -> Callable[[Pipeline], None]:
+    # ``extra`` first: it may append the log's last lines, and the outcome's writes then give the
+    # log key its TTL (an EXPIRE before the RPUSH that creates the key would leave it forever).
     def both(pipe: Pipeline) -> None:
-        writes(pipe)
         if extra is not None:
             extra(pipe)
+        writes(pipe)
 
     return both
 
@@ -123,6 +153,8 @@ def fail(
                     keys.F_ERROR_KIND: kind.value,
                     keys.F_ERROR: outcomes.trim_error(error),
                 },
+                renderer=run.renderer,
+                line=run.line,
             )
 
     outcome = f"{kind.value}:{decision.value}"
@@ -160,7 +192,13 @@ def requeue(connection: Redis, config: FarmConfig, run: Run, extra: Extra = None
 
     def writes(pipe: Pipeline) -> None:
         outcomes.write_requeued(
-            pipe, run.job_id, run.priority, front=True, fields={keys.F_ATTEMPTS: max(0, run.attempt - 1)}
+            pipe,
+            run.job_id,
+            run.priority,
+            front=True,
+            fields={keys.F_ATTEMPTS: max(0, run.attempt - 1)},
+            renderer=run.renderer,
+            line=run.line,
         )
 
     return outcomes.claim(

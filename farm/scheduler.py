@@ -5,7 +5,10 @@ rq-scheduler (0.14) has no serializer option and would pickle; it is given the f
 scheduler can enqueue a job twice), so ``FarmScheduler.enqueue_job`` moves a job with one
 WATCH/MULTI that also removes it from the schedule: only one scheduler can win.
 The sweep runs in this process (not as a queued job a busy farm could starve), at most once per
-``sweep_interval`` farm-wide (a lock in Redis), and records the scheduler's heartbeat.
+``sweep_interval`` farm-wide (a lock in Redis), and records the scheduler's heartbeat. Runs whose
+lease expired are taken over on every tick (``sweep.take_over_expired``) — except right after the
+farm was unattended (Redis down, or no scheduler): then workers get one lease and margin to renew
+their leases and replay their journals before anything is taken from them.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from . import caps, keys, outcomes
 from .config import FarmConfig
 from .jobinfo import text
 from .rq_classes import FarmJob, FarmQueue
-from .sweep import server_time, sweep_once
+from .sweep import SweepReport, server_time, sweep_once, take_over_expired
 
 log = logging.getLogger("farm.scheduler")
+
+RECONNECT_EVERY = 0.5  # seconds between tries while Redis is unreachable
 
 
 def promote(connection: Redis, job_id: str) -> bool:
@@ -73,6 +78,7 @@ class SchedulerLoop:
         self.scheduler = FarmScheduler(connection=connection, interval=max(1, int(config.scheduler.interval)))
         self._stop = threading.Event()
         self.sweeps = 0
+        self.defer_until = 0.0  # server time before which no run is taken over (see module doc)
 
     def stop(self, *_: Any) -> None:
         self._stop.set()
@@ -83,13 +89,16 @@ class SchedulerLoop:
 
     def tick(self) -> None:
         now = server_time(self.connection)
-        self.connection.set(keys.SCHEDULER_HEARTBEAT, repr(now))
+        previous = self.connection.getset(keys.SCHEDULER_HEARTBEAT, repr(now))
+        self._note_gap(now, previous)
         self.scheduler.heartbeat()
         if self.scheduler.acquire_lock():
             try:
                 self.scheduler.enqueue_jobs()
             finally:
                 self.scheduler.remove_lock()
+        if now < self.defer_until:
+            return
         lock_ttl = max(1, int(self.config.scheduler.sweep_interval * 1000))
         if self.connection.set(keys.SWEEP_LOCK, self.scheduler.name, nx=True, px=lock_ttl):
             report = sweep_once(self.connection, self.config, now)
@@ -101,21 +110,40 @@ class SchedulerLoop:
                     report.timed_out,
                     report.freed,
                 )
+        else:
+            take_over_expired(self.connection, self.config, SweepReport(), now)
+
+    def _note_gap(self, now: float, previous: bytes | None) -> None:
+        """After the farm went unattended (no scheduler tick for longer than a lease), leases
+        look expired only because nobody could renew them: wait before taking runs over."""
+        try:
+            gap = now - float(previous) if previous else 0.0
+        except ValueError:
+            gap = 0.0
+        if gap > self.config.worker.lease:
+            self._defer(now, f"no scheduler tick for {gap:.0f}s")
+
+    def _defer(self, now: float, why: str) -> None:
+        self.defer_until = now + self.config.worker.lease + self.config.scheduler.lease_margin
+        log.warning("scheduler: %s; takeovers wait %.0fs for workers to renew", why, self.defer_until - now)
 
     def run(self) -> None:
         caps.seed(self.connection, self.config)
         self.scheduler.register_birth()
         log.info("farm scheduler %s started", self.scheduler.name)
-        wait_after_error = 1.0
+        failing = False
         try:
             while not self._stop.is_set():
                 try:
+                    if failing:  # Redis is back: leases could not be renewed while it was away
+                        self._defer(server_time(self.connection), "Redis is back")
                     self.tick()
-                    wait_after_error = 1.0
+                    failing = False
                 except RedisError as exc:
-                    log.error("scheduler: Redis error (%s), retrying in %.0fs", exc, wait_after_error)
-                    self._stop.wait(wait_after_error)
-                    wait_after_error = min(wait_after_error * 2, 30.0)
+                    if not failing:
+                        log.error("scheduler: Redis error (%s); retrying every %.1fs", exc, RECONNECT_EVERY)
+                    failing = True
+                    self._stop.wait(RECONNECT_EVERY)
                     continue
                 self._stop.wait(self.config.scheduler.interval)
         finally:

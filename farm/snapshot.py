@@ -94,6 +94,8 @@ class Snapshot(BaseModel):
     audit: tuple[AuditEntry, ...] = ()
     redis_rtt_ms: float = 0.0
     workers_alive: tuple[str, ...] = ()
+    redis_restarts: int = 0  # times `farm up` restarted its embedded Redis
+    redis_restarted_at: datetime | None = None
 
 
 def _text(value: bytes | None) -> str | None:
@@ -234,10 +236,12 @@ def take_snapshot(
         for job_id in unique:
             pipe.hmget(keys.job(job_id), ROW_FIELDS)
         pipe.lrange(keys.AUDIT, 0, 9)
+        pipe.hgetall(keys.REDIS_RESTARTS)
         replies = pipe.execute()
-    rows = [row for job_id, values in zip(unique, replies[:-1], strict=True) if (row := _row(job_id, values))]
+    rows = [row for job_id, values in zip(unique, replies[:-2], strict=True) if (row := _row(job_id, values))]
     stats = stats_from_state(state)
-    audit = tuple(AuditEntry.model_validate_json(blob) for blob in replies[-1])
+    audit = tuple(AuditEntry.model_validate_json(blob) for blob in replies[-2])
+    restarts = replies[-1]
     return Snapshot(
         at=datetime.fromtimestamp(state.at, UTC),
         stats=stats,
@@ -246,4 +250,6 @@ def take_snapshot(
         audit=audit,
         redis_rtt_ms=rtt_ms,
         workers_alive=state.workers_alive,
+        redis_restarts=int(restarts.get(b"count", 0)),
+        redis_restarted_at=from_ts(restarts.get(b"last")),
     )

@@ -16,9 +16,8 @@ from . import keys
 from .caps import caps_from_hash
 from .config import FarmConfig
 from .models import PRIORITY_ORDER, Caps, JobStatus, Priority
-from .outcomes import registry_key
+from .outcomes import BAND, registry_key
 
-BAND = 10**13  # held-set score band per priority rank (must match dispatch.lua)
 HOUR_BUCKETS = 60
 THROUGHPUT_MINUTES = 30
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 from rq.job import JobStatus
 
@@ -23,7 +25,7 @@ from renderers import Registry, RenderError
 
 from . import keys
 from .config import FarmConfig
-from .errors import InvalidJobError, UnknownRendererError
+from .errors import FarmUnavailableError, InvalidJobError, UnknownRendererError
 from .models import Priority
 from .rq_classes import DISPATCHER, FarmJob, FarmQueue
 from .timeutil import utcnow
@@ -185,9 +187,56 @@ class QueueCache:
 
 
 def enqueue_specs(
-    connection: Redis, queues: QueueCache, config: FarmConfig, specs: Sequence[JobSpec]
+    connection: Redis,
+    queues: QueueCache,
+    config: FarmConfig,
+    specs: Sequence[JobSpec],
+    *,
+    retry_for: float = 0.0,
 ) -> None:
-    """Write every spec in one transaction; an existing explicit job id rejects the batch."""
+    """Write every spec in one transaction; an existing explicit job id rejects the batch.
+
+    Idempotent: the batch carries a nonce (``farm_submit_id``), and on a connection error the
+    write is tried again, with the same ids, for ``retry_for`` seconds. Before each new try, a
+    batch that may have landed is looked up by its nonce. ``connection`` must not retry commands
+    by itself (a blind resend of the transaction would push the ids twice). Raises
+    FarmUnavailableError only when the batch is certainly not stored; when it cannot know, the
+    message says so and names the id.
+    """
+    nonce = uuid.uuid4().hex
+    give_up = time.monotonic() + retry_for
+    uncertain = False
+    while True:
+        try:
+            if uncertain and _stored(connection, specs, nonce):
+                return
+            _enqueue_once(connection, queues, config, specs, nonce)
+            return
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            uncertain = uncertain or "connecting to" not in str(exc)  # else nothing was sent
+            if time.monotonic() >= give_up:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if uncertain:
+                    first = specs[0].job_id
+                    more = f" (and {len(specs) - 1} more of its batch)" if len(specs) > 1 else ""
+                    raise FarmUnavailableError(
+                        f"submit: Redis stopped answering ({reason}); job {first}{more} may or may not "
+                        f"have been stored: check with `farm show {first}`"
+                    ) from None
+                raise FarmUnavailableError(
+                    f"submit: Redis unavailable ({reason}); nothing was stored"
+                ) from None
+            time.sleep(0.1)
+
+
+def _stored(connection: Redis, specs: Sequence[JobSpec], nonce: str) -> bool:
+    """Did an earlier try of this batch land? (A transaction lands whole or not at all.)"""
+    return connection.hget(keys.job(specs[0].job_id), keys.F_SUBMIT_ID) == nonce.encode()
+
+
+def _enqueue_once(
+    connection: Redis, queues: QueueCache, config: FarmConfig, specs: Sequence[JobSpec], nonce: str
+) -> None:
     explicit = [keys.job(s.job_id) for s in specs if s.explicit_id]
     with connection.pipeline() as pipe:
         while True:
@@ -198,14 +247,16 @@ def enqueue_specs(
                     if taken:
                         raise InvalidJobError(f"job id {taken[0]!r} already exists")
                 pipe.multi()
-                _queue_writes(pipe, queues, config, specs)
+                _queue_writes(pipe, queues, config, specs, nonce)
                 pipe.execute()
                 return
             except WatchError:
                 continue
 
 
-def _queue_writes(pipe: Any, queues: QueueCache, config: FarmConfig, specs: Sequence[JobSpec]) -> None:
+def _queue_writes(
+    pipe: Any, queues: QueueCache, config: FarmConfig, specs: Sequence[JobSpec], nonce: str = ""
+) -> None:
     """One HSET per job (RQ's fields and the farm's together), then one push per queue."""
     submitted = time.time()
     enqueued_at = utcnow()
@@ -230,6 +281,7 @@ def _queue_writes(pipe: Any, queues: QueueCache, config: FarmConfig, specs: Sequ
             keys.F_ATTEMPTS: 0,
             keys.F_PROGRESS: 0,
             keys.F_SUBMITTED: repr(submitted),
+            keys.F_SUBMIT_ID: nonce,
         }
         if spec.job_type:
             fields[keys.F_JOB_TYPE] = spec.job_type

@@ -1,5 +1,12 @@
-"""The sweep: recovers runs of dead workers, ends runs stuck past their timeout, frees orphaned
-cap slots, applies retention and forgets dead workers. Runs in ``farm scheduler``.
+"""The sweep: takes over runs whose lease expired, frees orphaned cap slots, applies retention
+and forgets dead workers. Runs in ``farm scheduler``.
+
+A run is taken over only once its lease (``farm:leases``, see ``farm/lease.py``) expired
+``scheduler.lease_margin`` seconds ago on the Redis server's clock: by then its own worker has
+killed its process tree, so the job can run again without two renders at once. The taken-over run
+ends ``timeout`` if it was past its timeout (its worker died or stalled before enforcing it), else
+``worker_lost`` (back in line at its place). Expired leases are checked on every scheduler tick
+(one sorted-set range read); the full slot table, retention and dead workers on every sweep.
 
 Every action on a run is a fenced claim (``outcomes.claim`` with the run's token), so two
 sweeps, or a sweep racing a worker that is still alive, can never end one run twice.
@@ -7,18 +14,12 @@ sweeps, or a sweep racing a worker that is still alive, can never end one run tw
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis import Redis
-from redis.client import Pipeline
-from redis.exceptions import RedisError
 from rq import worker_registration
-from rq.command import send_stop_job_command
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.serializers import JSONSerializer
 
 from . import keys, outcomes, runs
@@ -29,7 +30,6 @@ from .outcomes import registry_key
 
 log = logging.getLogger("farm.sweep")
 
-TIMEOUT_GRACE = 30.0  # seconds past a run's timeout before the sweep ends it (its worker should have)
 FORGET_WORKERS_AFTER = 3600.0
 PRUNE_BATCH = 1000
 
@@ -43,64 +43,73 @@ class SweepReport:
     forgotten_workers: int = 0
 
 
-def _wip_cleanup(connection: Redis, job_id: str, priority: str) -> Callable[[Pipeline], None]:
-    """Writes removing the job's executions from RQ's started registry (it stays tidy, and RQ's own
-    cleanup never acts on a run the sweep has already ended)."""
-    key = registry_key("wip", priority)
-    members = [m for m in connection.zrange(key, 0, -1) if m.decode().startswith(f"{job_id}:")]
-
-    def writes(pipe: Pipeline) -> None:
-        if members:
-            pipe.zrem(key, *members)
-
-    return writes
-
-
-def sweep_runs(connection: Redis, config: FarmConfig, report: SweepReport, now: float) -> None:
-    alive = {
-        m.decode()
-        for m in connection.zrangebyscore(keys.HEARTBEATS, now - config.scheduler.worker_timeout, "+inf")
-    }
-    for job_id_b, value in connection.hgetall(keys.SLOTS).items():
-        job_id = job_id_b.decode()
-        renderer, worker, started, priority = (value.decode().split("\t") + ["", "", "0", "medium"])[:4]
-        raw = connection.hgetall(keys.job(job_id))
-        token = connection.get(keys.owner(job_id))
-        if not raw or token is None or text(raw, "status") != "started":
-            if now - float(started or 0) > config.scheduler.worker_timeout:
-                _free_orphan(connection, job_id, token, renderer)
-                report.freed.append(job_id)
+def take_over_expired(
+    connection: Redis, config: FarmConfig, report: SweepReport, now: float, *, every_slot: bool = False
+) -> None:
+    """End the runs whose lease expired over ``lease_margin`` ago. ``every_slot`` also looks at
+    slots without a lease entry (granted ``worker.lease`` from their start)."""
+    margin = config.scheduler.lease_margin
+    if every_slot:
+        slots = {k.decode(): v for k, v in connection.hgetall(keys.SLOTS).items()}
+        leases = {m.decode(): s for m, s in connection.zrange(keys.LEASES, 0, -1, withscores=True)}
+        candidates = []
+        for job_id, value in slots.items():
+            started = _slot_fields(value)[2]
+            expiry = leases.get(job_id, started + config.worker.lease)
+            if expiry + margin < now:
+                candidates.append(job_id)
+        candidates += [job_id for job_id in leases if job_id not in slots]
+    else:
+        candidates = [m.decode() for m in connection.zrangebyscore(keys.LEASES, "-inf", now - margin)]
+        values = connection.hmget(keys.SLOTS, candidates) if candidates else []
+        slots = {job_id: v for job_id, v in zip(candidates, values, strict=True) if v is not None}
+    for job_id in candidates:
+        if job_id not in slots:
+            connection.zrem(keys.LEASES, job_id)  # a lease left without its slot
             continue
-        run = runs.Run.from_hash(job_id, raw)
-        if run.token != token.decode():
-            continue  # a newer run owns it; leave it alone
-        cleanup = _wip_cleanup(connection, job_id, priority)
-        if worker not in alive:
-            if text(raw, keys.F_CANCEL):
-                done = runs.cancel(connection, config, run, f"canceled; its worker {worker} died", cleanup)
-            else:
-                done = (
-                    runs.fail(
-                        connection,
-                        config,
-                        run,
-                        ErrorKind.WORKER_LOST,
-                        f"worker {worker} died while running it",
-                        cleanup,
-                    )
-                    is not None
-                )
-            if done:
-                log.warning("sweep: recovered %s from dead worker %s", job_id, worker)
-                report.recovered.append(job_id)
-            continue
-        timeout = float(text(raw, "timeout") or config.renderer_timeout(renderer))
-        if now - float(started or now) > timeout + TIMEOUT_GRACE:
-            with contextlib.suppress(InvalidJobOperation, NoSuchJobError, RedisError):
-                send_stop_job_command(connection, job_id, serializer=JSONSerializer)
-            message = f"stuck past its {timeout:g}s timeout; ended by the sweep"
-            if runs.fail(connection, config, run, ErrorKind.TIMEOUT, message, cleanup) is not None:
-                report.timed_out.append(job_id)
+        _take_over(connection, config, report, now, job_id, slots[job_id])
+
+
+def _slot_fields(value: bytes) -> tuple[str, str, float, str]:
+    renderer, worker, started, priority = (value.decode("utf-8", "replace").split("\t") + ["", "", "0", ""])[
+        :4
+    ]
+    try:
+        started_at = float(started)
+    except ValueError:
+        started_at = 0.0
+    return renderer, worker, started_at, priority or "medium"
+
+
+def _take_over(
+    connection: Redis, config: FarmConfig, report: SweepReport, now: float, job_id: str, value: bytes
+) -> None:
+    renderer, worker, started, priority = _slot_fields(value)
+    raw = connection.hgetall(keys.job(job_id))
+    token = connection.get(keys.owner(job_id))
+    if not raw or token is None or text(raw, "status") != "started":
+        _free_orphan(connection, job_id, token, renderer)
+        report.freed.append(job_id)
+        return
+    run = runs.Run.from_hash(job_id, raw)
+    if run.token != token.decode():
+        return  # the hash and the owner disagree: a newer run is starting; leave it alone
+    cleanup = outcomes.wip_cleanup(connection, job_id, priority)
+    timeout = float(text(raw, "timeout") or config.renderer_timeout(renderer))
+    if text(raw, keys.F_CANCEL):
+        done = runs.cancel(connection, config, run, f"canceled; its worker {worker} was lost", cleanup)
+    elif now - started > timeout:
+        message = f"ran past its {timeout:g}s timeout and its worker {worker} stopped answering"
+        done = runs.fail(connection, config, run, ErrorKind.TIMEOUT, message, cleanup) is not None
+        if done:
+            report.timed_out.append(job_id)
+        return
+    else:
+        message = f"worker {worker} stopped renewing the run's lease (died, stopped or cut off)"
+        done = runs.fail(connection, config, run, ErrorKind.WORKER_LOST, message, cleanup) is not None
+    if done:
+        log.warning("sweep: took over %s from worker %s (lease expired)", job_id, worker)
+        report.recovered.append(job_id)
 
 
 def _free_orphan(connection: Redis, job_id: str, token: bytes | None, renderer: str) -> None:
@@ -165,7 +174,7 @@ def server_time(connection: Redis) -> float:
 def sweep_once(connection: Redis, config: FarmConfig, now: float | None = None) -> SweepReport:
     now = server_time(connection) if now is None else now
     report = SweepReport()
-    sweep_runs(connection, config, report, now)
+    take_over_expired(connection, config, report, now, every_slot=True)
     apply_retention(connection, config, report, now)
     forget_dead_workers(connection, config, report, now)
     return report

@@ -4,6 +4,9 @@ N workers and the TUI (or a headless wait) — and a clean stop of all of them.
 Children run in their own sessions so a Ctrl-C in the terminal reaches only this process, which
 then stops them in order: workers get SIGTERM (finish the job, or requeue it after a short
 grace), then a second SIGTERM (requeue now); the scheduler next; the embedded Redis last.
+While it runs, it supervises them all like supervisord would: a child that dies is started again,
+the embedded Redis too (within a second, with a short backoff), each with a log line; Redis
+restarts are counted in ``farm:redis:restarts`` so the TUI header can show them.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
-from . import caps
+from . import caps, keys
 from .config import REDIS_URL_ENV, FarmConfig
 from .connection import connect_redis, redact
 from .embedded import EmbeddedRedis
@@ -27,6 +31,54 @@ log = logging.getLogger("farm.up")
 
 WORKER_GRACE = 3.0  # seconds for running jobs to finish before they are requeued
 STOP_TIMEOUT = 10.0
+CHILD_RESTART_GAP = 1.0  # seconds between restarts of one child
+SUPERVISE_EVERY = 0.25  # seconds between looks at the children and the embedded Redis
+REDIS_BACKOFF = (0.0, 0.5, 1.0, 2.0)  # waits before successive restarts of a Redis that keeps dying
+
+
+class RedisKeeper:
+    """Restarts ``farm up``'s embedded Redis when it dies (kill -9, OOM), with a short backoff and a
+    log line, and records each restart in Redis for the TUI. AOF persistence means nothing is lost."""
+
+    def __init__(self, embedded: EmbeddedRedis, config: FarmConfig) -> None:
+        self.embedded = embedded
+        self.config = config
+        self.restarts = 0
+        self._failures = 0
+        self._next_try = 0.0
+
+    def dead(self) -> bool:
+        proc = self.embedded.process
+        if proc is not None:
+            return proc.poll() is not None  # poll() also reaps it: no zombie left behind
+        return not self.embedded.alive()  # a server this farm up reused rather than started
+
+    def check(self) -> None:
+        if not self.dead() or time.monotonic() < self._next_try:
+            return
+        proc = self.embedded.process
+        status = proc.returncode if proc is not None else "unknown"
+        log.error("embedded Redis exited (status %s); restarting it", status)
+        try:
+            self.embedded.start()
+        except FarmError as exc:
+            self._failures += 1
+            wait = REDIS_BACKOFF[min(self._failures, len(REDIS_BACKOFF) - 1)]
+            self._next_try = time.monotonic() + wait
+            log.error("embedded Redis did not restart (%s); next try in %.1fs", exc, wait)
+            return
+        self._failures = 0
+        self.restarts += 1
+        log.warning("embedded Redis restarted on %s (restart %d)", self.embedded.url, self.restarts)
+        try:
+            connection = connect_redis(self.embedded.url, self.config)
+            with connection.pipeline() as pipe:
+                pipe.hincrby(keys.REDIS_RESTARTS, "count", 1)
+                pipe.hset(keys.REDIS_RESTARTS, "last", repr(time.time()))
+                pipe.execute()
+            connection.close()
+        except FarmError as exc:
+            log.warning("could not record the Redis restart: %s", exc)
 
 
 class Children:
@@ -37,6 +89,7 @@ class Children:
         self.url = url
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.argvs: dict[str, tuple[str, ...]] = {}
+        self.started_at: dict[str, float] = {}
         self.stopping = False
 
     def _argv(self, *args: str) -> list[str]:
@@ -47,6 +100,7 @@ class Children:
 
     def start(self, name: str, *args: str) -> None:
         self.argvs[name] = args
+        self.started_at[name] = time.monotonic()
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.config.log_dir / f"{name}.log"
         env = {**os.environ, REDIS_URL_ENV: self.url}
@@ -64,6 +118,8 @@ class Children:
         """Like supervisor would: a scheduler or worker pool that died is started again (its log
         says why); jobs of dead workers are recovered by the sweep meanwhile."""
         for name, args in list(self.argvs.items()):
+            if time.monotonic() - self.started_at.get(name, 0.0) < CHILD_RESTART_GAP:
+                continue  # a child that dies at once is retried once a second, not in a tight loop
             if not self.stopping and not self.alive(name):
                 log.error(
                     "%s exited with %s; restarting it (see %s)",
@@ -73,8 +129,12 @@ class Children:
                 )
                 self.start(name, *args)
 
-    def supervise(self, stop: threading.Event, every: float = 2.0) -> None:
+    def supervise(
+        self, stop: threading.Event, redis: RedisKeeper | None = None, every: float = SUPERVISE_EVERY
+    ) -> None:
         while not stop.wait(every):
+            if redis is not None and not self.stopping:
+                redis.check()
             self.restart_dead()
 
     def alive(self, name: str) -> bool:
@@ -151,7 +211,10 @@ def run_up(
             target=feed_forever, args=(config, url, stop_demo), daemon=True, name="demo-feeder"
         )
         feeder.start()
-    supervisor = threading.Thread(target=children.supervise, args=(stop_demo,), daemon=True, name="supervise")
+    keeper = RedisKeeper(embedded, config) if embedded is not None else None
+    supervisor = threading.Thread(
+        target=children.supervise, args=(stop_demo, keeper), daemon=True, name="supervise"
+    )
     supervisor.start()
     try:
         if tui:

@@ -18,6 +18,8 @@ What is overridden and why:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import signal
@@ -42,7 +44,7 @@ from rq.worker import Worker, WorkerStatus
 
 from renderers import Registry
 
-from . import dispatch, horse, keys, outcomes, runs, scripts
+from . import dispatch, horse, housekeeping, journal, keys, lease, outcomes, runs, scripts
 from .config import FarmConfig
 from .jobinfo import text
 from .models import ErrorKind
@@ -54,6 +56,10 @@ log = logging.getLogger("farm.worker")
 HOLD_BUDGET = 500  # jobs the dispatch script may move to held sets in one call
 IDLE_WAIT = 1.0  # seconds an idle worker sleeps on the wake-up list before looking again
 ORPHAN_CHECK_EVERY = 5.0  # seconds between an idle worker's checks for slots it still holds
+HOUSEKEEPING_EVERY = 60.0  # seconds between an idle worker's cleanups of this host's files
+RECONNECT_EVERY = 0.5  # seconds between tries while Redis is unreachable ("back within 2 s")
+TIMEOUT_BACKSTOP = 5.0  # the horse kills itself this long after its timeout if nobody else did
+END_RETRY_FOR = 2.0  # seconds the horse keeps trying to record its end before journaling it
 TRACEBACK_LINES = 12
 
 
@@ -97,14 +103,36 @@ class FarmWorker(Worker):
         self._force_requeue = False
         self._last_farm_heartbeat = 0.0
         self._suspension_checked = 0.0
+        self._lease = lease.LeaseCell()  # shared with the horses this worker forks
+        self._dispatched_at = 0.0  # monotonic time the current run's dispatch was sent
+        self._housekept = 0.0
+        self._warned_at = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        self._wait_for_redis()
         super().bootstrap(*args, **kwargs)
-        dispatch.configure(self.config, self.registry, self.connection)
+        dispatch.configure(self.config, self.registry, self.connection, self._lease)
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         self.farm_heartbeat(force=True)
+
+    def _wait_for_redis(self) -> None:
+        """Start only once Redis answers (a worker started during an outage waits, not crash-loops)."""
+        while not self._stop_requested:
+            try:
+                self.connection.ping()
+                return
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                self._warn(f"worker {self.name}: waiting for Redis ({exc})")
+                time.sleep(RECONNECT_EVERY)
+
+    def _warn(self, message: str) -> None:
+        """Log a repeated problem at most every 10 s."""
+        now = time.monotonic()
+        if now - self._warned_at >= 10.0:
+            self._warned_at = now
+            log.warning("%s", message)
 
     def _warm_renderer(self, name: str) -> None:
         """Import and build a renderer in the worker before forking, the first time it is needed:
@@ -129,22 +157,42 @@ class FarmWorker(Worker):
         super().register_death()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        """RQ's heartbeat, in one round trip instead of three, carrying the worker's state too."""
+        """RQ's heartbeat, in one round trip instead of three, carrying the worker's state too.
+        A Redis outage must not end the worker (RQ's loop quits on any error): the dispatch loop
+        waits for Redis to come back."""
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
             return
-        with self.connection.pipeline(transaction=False) as pipe:
-            super().heartbeat(timeout, pipe)
-            pipe.hset(self.key, "state", self._state)
-            pipe.execute()
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                super().heartbeat(timeout, pipe)
+                pipe.hset(self.key, "state", self._state)
+                pipe.execute()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            self._warn(f"worker {self.name}: heartbeat failed: {exc}")
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        if self._run is not None:
-            self._warm_renderer(self._run.renderer)
+        run = self._run
+        assert run is not None
+        self._warm_renderer(run.renderer)
         execution = self.prepare_execution(job)
+        self._arm_lease(job, run)
         self.fork_work_horse(job, queue)
         self.monitor_work_horse(job, queue, execution)
         self._state = WorkerStatus.IDLE  # written by the heartbeat RQ's work loop sends next
+
+    def _arm_lease(self, job: Job, run: runs.Run) -> None:
+        """The lease dispatch.lua granted counts from when the dispatch was sent; renew it here if
+        warming the renderer took a while, then hand the deadline to the horse through the cell."""
+        seconds = self.config.worker.lease
+        sent = self._dispatched_at
+        if time.monotonic() - sent > seconds / 4:
+            sent = time.monotonic()
+            if not lease.renew(self.connection, run.job_id, run.token, seconds):
+                sent = -seconds  # taken over already: the horse starts with a dead lease and dies
+        timeout = float(job.timeout or self.config.renderer_timeout(run.renderer))
+        hard = time.monotonic() + timeout + TIMEOUT_BACKSTOP
+        self._lease.arm(sent + seconds - dispatch.LEASE_SAFETY, hard)
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is None and state == self._state:
@@ -156,7 +204,8 @@ class FarmWorker(Worker):
         now = time.monotonic()
         if now - self._suspension_checked >= 1.0:
             self._suspension_checked = now
-            super().check_for_suspension(burst)
+            with contextlib.suppress(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                super().check_for_suspension(burst)
 
     def farm_heartbeat(self, force: bool = False) -> None:
         now = time.time()
@@ -164,6 +213,9 @@ class FarmWorker(Worker):
             return
         self._last_farm_heartbeat = now
         self._heartbeat_script(keys=[keys.HEARTBEATS], args=[self.name])
+        if now - self._housekept >= HOUSEKEEPING_EVERY and self._run is None:
+            self._housekept = now
+            housekeeping.clean_host_files(self.connection, self.config)
 
     def _shutdown(self) -> None:
         """Warm shutdown: never raise from the signal handler (RQ raises StopRequested when idle,
@@ -228,12 +280,14 @@ class FarmWorker(Worker):
         self.set_state(WorkerStatus.IDLE)
         self.procline("Listening on " + ",".join(QUEUE_NAMES))
         idle_since = time.monotonic()
-        wait_after_error = 1.0
         while True:
             try:
                 self.farm_heartbeat()
                 if self._stop_requested:
                     return None
+                if journal.pending(self.config):  # endings kept while Redis was away go first
+                    journal.replay(self.connection, self.config)
+                sent = time.monotonic()
                 outcome = self._dispatch_script(
                     args=[
                         self.name,
@@ -242,10 +296,11 @@ class FarmWorker(Worker):
                         rq_time(),
                         self.config.caps.total,
                         HOLD_BUDGET,
+                        self.config.worker.lease,
                     ]
                 )
-                wait_after_error = 1.0
                 if outcome[0] == b"ok":
+                    self._dispatched_at = sent
                     picked = self._job_from(outcome)
                     if picked is not None:
                         self.heartbeat()
@@ -263,11 +318,9 @@ class FarmWorker(Worker):
                 self.connection.blpop([keys.WAKE], timeout=0.2 if timeout is None else IDLE_WAIT)
                 self.heartbeat()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                log.error(
-                    "worker %s: Redis unreachable (%s), retrying in %.0fs", self.name, exc, wait_after_error
-                )
-                time.sleep(wait_after_error)
-                wait_after_error = min(wait_after_error * 2, 30.0)
+                # Short, flat retries: dispatch resumes within a second or so of Redis answering.
+                self._warn(f"worker {self.name}: Redis unreachable ({exc}); retrying")
+                time.sleep(RECONNECT_EVERY)
 
     def _release_orphans(self) -> None:
         """While idle this worker runs nothing, so a slot still naming it is an orphan (a dispatch
@@ -360,17 +413,47 @@ class FarmWorker(Worker):
             os.killpg(pid, signal.SIGKILL)
         if status is None:
             status = horse.reap(pid)
+        ended_by_horse = self._lease.state == lease.ENDING and status == 0
+        self._lease.idle()
         self.executions.pop(execution.id, None)
         self._horse_pid = 0
         stopped = self._stopped_job_id == job.id
         self._stopped_job_id = None
+        if not ended_by_horse:
+            dispatch.discard(self.config, run.job_id, run.token)  # a killed attempt's files
         try:
             self._end_run(run, reason, status, stopped, timeout, self._bookkeeping(job, execution, ok=False))
-        except redis.exceptions.RedisError as exc:
-            # Still owned by this worker: it is put back in line once Redis answers and the worker
-            # is idle again (_release_orphans).
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             log.error("worker %s: could not record the end of %s: %s", self.name, job.id, exc)
+            self._journal_end(run, reason, status, stopped, timeout)
         self._run = None
+
+    def _ending(
+        self, run: runs.Run, reason: str | None, status: int, stopped: bool, timeout: float
+    ) -> tuple[str, ErrorKind | None, str] | None:
+        """What the worker records when it (not the horse) ends a run: (outcome, kind, message)."""
+        if reason == "superseded":
+            return None
+        if reason == "timeout":
+            return "failed", ErrorKind.TIMEOUT, f"timed out after {timeout:g}s; its process tree was killed"
+        if reason == "lease":
+            return (
+                "failed",
+                ErrorKind.WORKER_LOST,
+                "its lease could not be renewed in time (Redis unreachable, or the worker or horse "
+                "stopped); its process tree was killed",
+            )
+        if reason == "cancel" or (stopped and status != 0):
+            return "canceled", ErrorKind.CANCELED, "canceled while running; process tree killed"
+        if reason == "shutdown":
+            return "requeued", None, ""
+        if status != 0:
+            return (
+                "failed",
+                ErrorKind.WORKER_LOST,
+                f"work horse died unexpectedly ({horse.describe_exit(status)})",
+            )
+        return None
 
     def _end_run(
         self,
@@ -388,22 +471,34 @@ class FarmWorker(Worker):
                 self.name,
                 run.job_id,
             )
-        elif reason == "timeout":
-            message = f"timed out after {timeout:g}s; its process tree was killed"
-            runs.fail(self.connection, self.config, run, ErrorKind.TIMEOUT, message, bookkeeping)
-        elif reason == "cancel" or (stopped and status != 0):
-            message = "canceled while running; process tree killed"
+            return
+        ending = self._ending(run, reason, status, stopped, timeout)
+        if ending is None:
+            return
+        outcome, kind, message = ending
+        if reason == "lease":
+            log.warning("worker %s: %s %s", self.name, run.job_id, message)
+        if outcome == "failed":
+            assert kind is not None
+            runs.fail(self.connection, self.config, run, kind, message, bookkeeping)
+        elif outcome == "canceled":
             runs.cancel(self.connection, self.config, run, message, bookkeeping)
-        elif reason == "shutdown":
+        else:
             runs.requeue(self.connection, self.config, run, bookkeeping)
-        elif status != 0:
-            message = f"work horse died unexpectedly ({horse.describe_exit(status)})"
-            runs.fail(self.connection, self.config, run, ErrorKind.WORKER_LOST, message, bookkeeping)
+
+    def _journal_end(
+        self, run: runs.Run, reason: str | None, status: int, stopped: bool, timeout: float
+    ) -> None:
+        ending = self._ending(run, reason, status, stopped, timeout)
+        if ending is not None:
+            outcome, kind, message = ending
+            journal.record(self.config, journal.Entry(run, outcome, kind=kind, error=message))
 
     def _horse_check(self, job: Job, execution: Execution, token: str) -> Callable[[float], str | None]:
         """What ``horse.watch`` asks while the horse runs: must it be killed, and why? Besides
-        cancels and shutdowns: if the run no longer owns its slot (the sweep judged this worker
-        dead during a stall and put the job back in line), the horse must stop at once."""
+        cancels and shutdowns: if the run lost its lease (the horse could not renew it: it is
+        stopped, or Redis is unreachable) or no longer owns its slot (taken over), the horse must
+        stop at once. A run the horse itself is ending (the lease cell says ENDING) is left alone."""
         beat_every = self.config.worker.heartbeat_interval
         next_beat = time.monotonic() + beat_every
 
@@ -413,6 +508,8 @@ class FarmWorker(Worker):
                 return "cancel"
             if self._force_requeue:
                 return "shutdown"
+            if self._lease.expired(now):
+                return "lease"
             if self._stop_requested and self._shutdown_requested_date is not None:
                 waited = (rq_now() - self._shutdown_requested_date).total_seconds()
                 if waited >= self.config.worker.shutdown_grace:
@@ -422,7 +519,7 @@ class FarmWorker(Worker):
                     pipe.hget(job.key, keys.F_CANCEL)
                     pipe.get(keys.owner(job.id))
                     cancel, owner = pipe.execute()
-                if owner is None or owner.decode() != token:
+                if (owner is None or owner.decode() != token) and self._lease.state == lease.RENDERING:
                     return "superseded"
                 if cancel:
                     return "cancel"
@@ -431,7 +528,7 @@ class FarmWorker(Worker):
                     self.maintain_heartbeats(job, execution)
                     self.farm_heartbeat(force=True)
             except redis.exceptions.RedisError as exc:
-                log.warning("worker %s: Redis error while monitoring %s: %s", self.name, job.id, exc)
+                self._warn(f"worker {self.name}: Redis error while monitoring {job.id}: {exc}")
             return None
 
         return check
@@ -439,30 +536,75 @@ class FarmWorker(Worker):
     # -- running a job (horse side) -----------------------------------------------------------
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
-        threading.Thread(
-            target=dispatch.horse_loop, args=(os.getppid(),), daemon=True, name="farm-horse"
-        ).start()
         run = self._run
         assert run is not None
+        cell = self._lease
+        guard = lease.spawn_guard_process(cell) if self._spawns_subprocesses(run.renderer) else 0
+        threading.Thread(
+            target=dispatch.horse_loop, args=(os.getppid(), job.id), daemon=True, name="farm-horse"
+        ).start()
+        lease.start_guard_thread(cell)
         try:
             result = job.perform()
         except BaseException as exc:  # the horse must always end its run, whatever happened
+            cell.ending()
             kind, message = horse.classify(exc)
-            runs.fail(
-                self.connection, self.config, run, kind, message, self._bookkeeping(job, execution, False)
-            )
+            self._record_end(run, journal.Entry(run, "failed", kind=kind, error=message), execution, job)
             return False
+        finally:
+            cell.ending()
+            lease.reap_guard(guard)
         try:
-            runs.finish(self.connection, self.config, run, result, self._bookkeeping(job, execution, True))
+            json.dumps(result)
         except (TypeError, ValueError) as exc:  # e.g. a result that is not JSON-able
             message = f"could not record the render's result: {exc}"
-            runs.fail(
-                self.connection,
-                self.config,
-                run,
-                ErrorKind.UNKNOWN,
-                message,
-                self._bookkeeping(job, execution, False),
-            )
+            dispatch.discard(self.config, run.job_id, run.token)
+            entry = journal.Entry(run, "failed", kind=ErrorKind.UNKNOWN, error=message)
+            self._record_end(run, entry, execution, job)
             return False
-        return True
+        return self._record_end(run, journal.Entry(run, "finished", result=result), execution, job)
+
+    def _spawns_subprocesses(self, renderer: str) -> bool:
+        try:
+            return bool(getattr(self.registry.get(renderer), "subprocesses", True))
+        except Exception:  # the render itself will report an unusable renderer
+            return False
+
+    def _record_end(self, run: runs.Run, entry: journal.Entry, execution: Execution, job: Job) -> bool:
+        """Record the horse's ending of its run (fenced), retrying for a moment if Redis is away,
+        then publish the outputs if this attempt won. If Redis stays away, the ending goes to the
+        local journal (with the outputs still staged) and the worker replays it later."""
+        ok = entry.outcome == "finished"
+        bookkeeping = self._bookkeeping(job, execution, ok)
+        give_up = time.monotonic() + END_RETRY_FOR
+        while True:
+            try:
+                if entry.outcome == "finished":
+                    assert entry.result is not None
+                    won = runs.finish(self.connection, self.config, run, entry.result, bookkeeping)
+                else:
+                    assert entry.kind is not None
+                    won = (
+                        runs.fail(self.connection, self.config, run, entry.kind, entry.error, bookkeeping)
+                        is not None
+                    )
+                break
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                if time.monotonic() >= give_up:
+                    lines = dispatch.closing_lines()
+                    journal.record(self.config, dataclasses.replace(entry, log_lines=lines))
+                    return ok
+                time.sleep(0.2)
+        if ok and won:
+            assert entry.result is not None
+            dispatch.publish(
+                self.config,
+                run.job_id,
+                dispatch.staging_dir(self.config, run.job_id, run.token),
+                entry.result,
+            )
+        else:
+            dispatch.discard(self.config, run.job_id, run.token)
+            if not won:
+                log.warning("horse of %s: its run was taken over before it could record its end", run.job_id)
+        return ok and won

@@ -22,7 +22,7 @@ from tests.util import wait_for
 def take(connection: Redis, worker: str = "fake-worker", token: str | None = None) -> list[bytes]:
     """Run the dispatch script as a worker would (without a worker)."""
     script = scripts.register(connection, "dispatch")
-    return script(args=[worker, token or uuid.uuid4().hex, local_minute_of_day(), rq_time(), 10, 500])
+    return script(args=[worker, token or uuid.uuid4().hex, local_minute_of_day(), rq_time(), 10, 500, 5])
 
 
 def test_cancels_racing_job_starts_never_hurt_the_worker(farm: Farm, procs, connection: Redis):

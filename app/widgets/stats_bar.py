@@ -74,6 +74,20 @@ def results_line(stats: FarmStats) -> Text:
 
 def health_line(snapshot: Snapshot, link: Link) -> Text:
     stats = snapshot.stats
+    if not link.up:
+        # The figures below are from the last good refresh: never show them as fresh.
+        seen = link.last_good.astimezone().strftime("%H:%M:%S") if link.last_good else "never"
+        return Text.assemble(
+            _label("workers"),
+            ("unknown", "yellow"),
+            SEP,
+            _label("scheduler"),
+            ("unknown", "yellow"),
+            (f" (last seen {seen})", "dim"),
+            SEP,
+            _label("redis"),
+            redis_text(snapshot, link),
+        )
     age = stats.scheduler_heartbeat_age
     beat = "never" if age is None else f"beat {duration(age)} ago"
     scheduler = (
@@ -92,9 +106,16 @@ def health_line(snapshot: Snapshot, link: Link) -> Text:
     )
 
 
+RESTART_SHOWN_FOR = 3600.0  # seconds a Redis restart stays in the header
+
+
 def redis_text(snapshot: Snapshot | None, link: Link) -> Text:
     if link.state is LinkState.UP and snapshot is not None:
-        return Text.assemble(("connected", "green"), f" ({snapshot.redis_rtt_ms:.1f} ms round trip)")
+        text = Text.assemble(("connected", "green"), f" ({snapshot.redis_rtt_ms:.1f} ms round trip)")
+        restarted = snapshot.redis_restarted_at
+        if restarted is not None and (snapshot.at - restarted).total_seconds() < RESTART_SHOWN_FOR:
+            text.append(f", restarted {restarted.astimezone():%H:%M:%S}", style="yellow")
+        return text
     if link.state is LinkState.CONNECTING:
         return Text("connecting…", style="yellow")
     if link.state is LinkState.ERROR:

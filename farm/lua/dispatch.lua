@@ -10,8 +10,13 @@
 -- in use >= its effective cap: both are counted from farm:slots inside this script, so no
 -- interleaving of workers can exceed a cap.
 --
+-- Place in line: a job gets its line number (farm_line, from farm:seq) as it leaves its queue,
+-- held or started. A run put back in line (runs.requeue) goes into the held set with that same
+-- number, so it keeps its place: ahead of every job that reached the queue head after it.
+-- A started run gets a lease (farm:leases, server clock + ARGV[7] seconds; see farm/lease.py).
+--
 -- ARGV: 1 worker name, 2 dispatch token, 3 local minute of day, 4 started_at (RQ's UTC
---       format), 5 default total cap, 6 max jobs to hold in one call.
+--       format), 5 default total cap, 6 max jobs to hold in one call, 7 lease seconds.
 -- Times in farm:slots come from the server's clock (TIME). The call is idempotent per token: if
 -- a reply was lost and the client sends it again, the job already taken with that token is
 -- returned again instead of a second one being taken.
@@ -23,8 +28,10 @@ local worker, token = ARGV[1], ARGV[2]
 local minute = tonumber(ARGV[3])
 local started_at = ARGV[4]
 local hold_budget = tonumber(ARGV[6])
+local lease = tonumber(ARGV[7])
 local clock = redis.call('TIME')
 local now = clock[1] .. '.' .. string.format('%06d', tonumber(clock[2]))
+local now_num = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local DISPATCHED = 'farm:dispatched:' .. token
 
 local function reply(id, queue_name)
@@ -122,6 +129,7 @@ for rank, p in ipairs(PRIOS) do
                 if held_now >= hold_budget then return {'', 'busy'} end
                 redis.call('LPOP', qkey)
                 local seq = redis.call('INCR', 'farm:seq')
+                redis.call('HSET', 'rq:job:' .. id, 'farm_line', seq)
                 redis.call('ZADD', 'farm:held:' .. r, rank * BIG + seq, id)
                 redis.call('SADD', HELD_SET, r)
                 held_now = held_now + 1
@@ -164,12 +172,14 @@ if best_source == 'held' then
     redis.call('ZREM', 'farm:held:' .. best_renderer, best_id)
 else
     redis.call('LPOP', 'rq:queue:' .. best_source)
+    if best_renderer ~= '' then redis.call('HSET', jkey, 'farm_line', redis.call('INCR', 'farm:seq')) end
 end
 
 local queue_name = redis.call('HGET', jkey, 'origin') or best_source
 if best_renderer ~= '' then
     redis.call('HSET', SLOTS, best_id, best_renderer .. '\t' .. worker .. '\t' .. now .. '\t' .. queue_name)
     redis.call('SET', 'farm:owner:' .. best_id, token)
+    redis.call('ZADD', 'farm:leases', now_num + lease, best_id)
     redis.call('SET', DISPATCHED, best_id, 'EX', 60)
     redis.call('HSET', jkey, 'status', 'started', 'worker_name', worker, 'started_at', started_at,
         'last_heartbeat', started_at, 'ended_at', '', 'farm_progress', '0', 'farm_stage', 'starting',
