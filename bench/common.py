@@ -7,6 +7,7 @@ ratios; they assert nothing about absolute times.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -54,12 +55,47 @@ def median_rate(run: Callable[[], float], rounds: int) -> float:
 
 
 def report(title: str, rows: list[tuple[str, float, float]], target: float | None = None) -> None:
-    """rows: (label, farm value, peer value); higher is better."""
+    """rows: (label, farm value, plain RQ's value); higher is better."""
+    report_peers(title, [(label, ours, {"plain RQ": peer}) for label, ours, peer in rows], target)
+
+
+def report_peers(
+    title: str,
+    rows: list[tuple[str, float, dict[str, float | None]]],
+    target: float | None = None,
+    unit: str = "jobs/s",
+) -> None:
+    """rows: (label, farm value, {peer name: value}); higher is better. The target applies to the
+    first peer (the one SPEC §11 names); the others are shown for context."""
     print(f"\n{title}")
-    for label, ours, peer in rows:
-        ratio = ours / peer if peer else float("inf")
-        verdict = "" if target is None else ("  ok" if ratio >= target else f"  BELOW target {target}")
-        print(f"  {label:<34} farm {ours:10.1f}   peer {peer:10.1f}   ratio {ratio:5.2f}{verdict}")
+    for label, ours, peers in rows:
+        print(f"  {label}: farm {ours:10.1f}")
+        for index, (name, peer) in enumerate(peers.items()):
+            if peer is None:
+                print(f"    vs {name:<32} (not measured)")
+                continue
+            ratio = ours / peer if peer else float("inf")
+            verdict = ""
+            if target is not None and index == 0:
+                verdict = "  ok" if ratio >= target else f"  BELOW target {target}"
+            print(f"    vs {name:<32} {peer:10.1f}   ratio {ratio:5.2f}{verdict}")
+            record(
+                f"{title.split(',')[0]}: {label}",
+                farm=ours,
+                peer=peer,
+                peer_name=name,
+                unit=unit,
+                target=target if index == 0 else None,
+                better="higher",
+            )
+
+
+def record(figure: str, **values: Any) -> None:
+    """Append one figure as a JSON line to ``$FARM_BENCH_JSON`` (set by bench/report.py)."""
+    path = os.environ.get("FARM_BENCH_JSON")
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"figure": figure, **values}) + "\n")
 
 
 ROOT = Path(__file__).resolve().parent.parent
