@@ -41,6 +41,9 @@ def embedded_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def redis_processes(socket: Path) -> list[int]:
+    """redis-servers of that data dir: its socket is in their process title, its redis.conf in
+    their command line until Redis sets the title."""
+    marks = (str(socket).encode(), str(socket.parent / "redis.conf").encode())
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -48,7 +51,7 @@ def redis_processes(socket: Path) -> list[int]:
                 cmd = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"redis" in cmd and str(socket).encode() in cmd:
+            if b"redis" in cmd and any(mark in cmd for mark in marks):
                 pids.append(int(entry.name))
     return pids
 
@@ -59,12 +62,19 @@ def test_embedded_redis_socket_aof_and_reuse(embedded_config):
     mode = stat.S_IMODE(server.socket.stat().st_mode)
     assert mode & 0o077 == 0, oct(mode)
     assert stat.S_IMODE(embedded_config.data_dir.stat().st_mode) == 0o700
+    admin = Redis.from_url(server.admin_url)
+    assert admin.config_get("append*") == {
+        "appendonly": "yes",
+        "appendfilename": "farm.aof",
+        "appendfsync": "everysec",
+    }
     client = Redis(unix_socket_path=str(server.socket))
-    assert client.config_get("appendonly") == {"appendonly": "yes"}
     client.set("survives", "restart")
-    # A second starter (e.g. `farm up` after the first was SIGKILLed) reuses it: never two servers.
+    # A second starter (e.g. `farm up` after the first was SIGKILLed) reuses it: never two servers,
+    # and the admin secret still opens the running one.
     assert EmbeddedRedis(embedded_config).start() is False
     assert len(redis_processes(server.socket)) == 1
+    assert Redis.from_url(EmbeddedRedis(embedded_config).admin_url).acl_whoami() == "farm-admin"
     server.stop()
     assert not server.alive()
     assert EmbeddedRedis(embedded_config).start() is True
@@ -87,16 +97,27 @@ def test_farm_redis_refuses_a_second_server(embedded_config):
     server.stop()
 
 
+def with_redis(config, **changes):
+    return config.model_copy(update={"redis": config.redis.model_copy(update=changes)})
+
+
 def test_tcp_bind_needs_a_password(embedded_config, monkeypatch):
     monkeypatch.delenv("FARM_REDIS_PASSWORD", raising=False)
-    config = embedded_config.model_copy(
-        update={"redis": embedded_config.redis.model_copy(update={"bind": "127.0.0.1:6399"})}
-    )
+    config = with_redis(embedded_config, bind="127.0.0.1:6399")
     with pytest.raises(ConfigError, match="needs a password"):
         EmbeddedRedis(config).argv()
+    assert not (config.data_dir / "redis.conf").exists()  # refused before writing anything
     monkeypatch.setenv("FARM_REDIS_PASSWORD", "s3cret")
-    argv = EmbeddedRedis(config).argv()
-    assert argv[argv.index("--requirepass") + 1] == "s3cret"
+    server = EmbeddedRedis(config)
+    assert server.argv()[1:] == [str(server.conf)]  # everything else is in redis.conf
+    assert "s3cret" not in server.conf.read_text()  # only its SHA-256
+
+
+def test_appendfsync_always_reaches_the_server(embedded_config):
+    server = EmbeddedRedis(with_redis(embedded_config, appendfsync="always"))
+    assert server.start() is True
+    assert Redis.from_url(server.admin_url).config_get("appendfsync") == {"appendfsync": "always"}
+    server.stop()
 
 
 def test_farm_up_no_tui_demo_end_to_end(embedded_config):
@@ -143,9 +164,7 @@ def test_embedded_redis_on_the_lan_with_a_password(embedded_config, monkeypatch)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("FARM_REDIS_PASSWORD", "s3cret")
-    config = embedded_config.model_copy(
-        update={"redis": embedded_config.redis.model_copy(update={"bind": f"127.0.0.1:{port}"})}
-    )
+    config = with_redis(embedded_config, bind=f"127.0.0.1:{port}")
     server = EmbeddedRedis(config)
     assert server.start() is True
     assert EmbeddedRedis(config).start() is False  # found, though it wants a password
