@@ -31,7 +31,8 @@ check: $(VENV)/.test-installed
 	$(BIN)/pytest
 
 bench: $(VENV)/.test-installed
-	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/pip install -q -e '.[embedded,test,bench]'
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache snapshot_report.html

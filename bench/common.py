@@ -85,7 +85,8 @@ def report_peers(
                 peer=peer,
                 peer_name=name,
                 unit=unit,
-                target=target if index == 0 else None,
+                target=f"ratio >= {target:g}" if target is not None and index == 0 else None,
+                ok=ratio >= target if target is not None and index == 0 else None,
                 better="higher",
             )
 

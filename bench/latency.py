@@ -23,7 +23,7 @@ from redis import Redis  # noqa: E402
 from rq import Queue  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
-from bench.common import farm_burst, private_redis, rq_burst  # noqa: E402
+from bench.common import farm_burst, private_redis, record, rq_burst  # noqa: E402
 from bench.utilization import intervals  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -92,6 +92,17 @@ def main() -> None:
     p50, p99 = pct(farm, 50), pct(farm, 99)
     verdict = "ok" if p50 <= 20 and p99 <= 100 else "ABOVE target (p50 <= 20, p99 <= 100)"
     print(f"  farm vs targets: {verdict}; ratio p50 farm/peer {p50 / pct(peer, 50):.2f}")
+    for q, limit in ((50, 20), (99, 100)):
+        record(
+            f"start latency after a slot frees: p{q}",
+            farm=pct(farm, q),
+            peer=pct(peer, q),
+            peer_name="plain RQ, 1 worker, no caps (back to back)",
+            unit="ms",
+            target=f"<= {limit} ms",
+            ok=pct(farm, q) <= limit,
+            better="lower",
+        )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from rq.job import Job  # noqa: E402
 from rq.registry import FailedJobRegistry, FinishedJobRegistry  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
-from bench.common import bench_config, private_redis  # noqa: E402
+from bench.common import bench_config, private_redis, record  # noqa: E402
 from farm import Farm, outcomes  # noqa: E402
 from farm.models import ErrorKind, Priority  # noqa: E402
 from farm.rq_classes import FarmQueue  # noqa: E402
@@ -160,10 +160,30 @@ def main() -> None:
         print(
             f"  {name:<14}{a:>10.1f}     {b:>12.1f}      {b / a:5.2f}x     {p95(big['naive RQ']) / b:8.0f}x faster   {verdict}"
         )
+        record(
+            f"UI: {name} p95 at {args.big} jobs",
+            farm=b,
+            peer=p95(big["naive RQ"]),
+            peer_name="naive RQ (Queue.jobs + registries + fetch_many)",
+            unit="ms",
+            target=f"<= 30 ms and <= 2x its {args.small}-job time ({a:.1f} ms)",
+            ok=b <= 30 and b <= 2 * a,
+            better="lower",
+        )
     print(f"  {'naive RQ':<14}{p95(small['naive RQ']):>10.1f}     {p95(big['naive RQ']):>12.1f}")
     if rss is not None:
         print(
             f"  TUI RSS with {args.big} jobs: {rss:.0f} MB   {'ok' if rss <= 150 else 'ABOVE target 150 MB'}"
+        )
+        record(
+            f"UI: TUI RSS with {args.big} jobs",
+            farm=rss,
+            peer=None,
+            peer_name="-",
+            unit="MB",
+            target="<= 150 MB",
+            ok=rss <= 150,
+            better="lower",
         )
 
 

@@ -21,7 +21,7 @@ from redis import Redis  # noqa: E402
 from rq import Queue  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
-from bench.common import farm_burst, private_redis, rq_burst  # noqa: E402
+from bench.common import farm_burst, private_redis, record, rq_burst  # noqa: E402
 from farm.timeutil import parse_rq_time  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -142,6 +142,26 @@ def main() -> None:
         f"  plain RQ  makespan {rq_makespan:6.2f}s  ideal {rq_ideal:6.2f}s  ratio {rq_makespan / rq_ideal:5.3f}"
         f"   no caps: peak {CAPPED} {rq_capped_peak}/{CAPPED_LIMIT} "
         f"({'violates' if rq_capped_peak > CAPPED_LIMIT else 'within'} the cap)"
+    )
+    record(
+        "utilization: makespan / ideal lower bound",
+        farm=makespan / ideal,
+        peer=rq_makespan / rq_ideal,
+        peer_name="plain RQ worker-pool -n 4 (no caps)",
+        unit="x",
+        target="<= 1.10",
+        ok=makespan / ideal <= 1.10,
+        better="lower",
+    )
+    record(
+        "utilization: cap violations",
+        farm=violations,
+        peer=max(0, rq_capped_peak - CAPPED_LIMIT),
+        peer_name=f"plain RQ (peak {CAPPED} {rq_capped_peak}/{CAPPED_LIMIT})",
+        unit="",
+        target="0",
+        ok=violations == 0,
+        better="lower",
     )
 
 
