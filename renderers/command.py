@@ -4,10 +4,16 @@ Job data names a template and gives its vars; it never supplies the executable o
 template does not place. Placeholders are whole ``{name}`` tokens inside argv elements, replaced
 in one pass (a value containing ``{other}`` stays literal). No shell, ever. ``fill`` and
 ``check_vars`` are pure and tested without processes.
+
+A ``path`` var names a regular file below an input root. The command gets it as
+``/proc/self/fd/N``: the file opened (without following any symlink) when the render started,
+inherited by the command, so a symlink swapped in afterwards cannot redirect it. The command
+therefore sees neither the file's name nor its folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -29,7 +35,7 @@ from pydantic import (
 from farm.models import ErrorKind
 
 from .base import Params, RenderContext, Renderer, RenderError, Settings
-from .paths import check_relative_or_within, confine, plain_name
+from .paths import check_relative_or_within, fd_path, open_confined, plain_name
 from .proc import run
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -191,16 +197,31 @@ class CommandRenderer(Renderer):
         return parsed
 
     def render(self, params: CommandParams, ctx: RenderContext) -> dict[str, Any]:
-        template = self.template(params.template)
-        values = check_vars(template, params.vars)
+        with contextlib.ExitStack() as opened:
+            template = self.template(params.template)
+            values = check_vars(template, params.vars)
+            fds: list[int] = []
+            for name, kind in template.vars.items():
+                if kind == "path":  # the command reads the file we opened, never its name again
+                    fds.append(open_confined(str(values[name]), ctx.env.input_roots))
+                    opened.callback(os.close, fds[-1])
+                    values[name] = fd_path(fds[-1])
+            return self._run(params, template, values, fds, ctx)
+
+    def _run(
+        self,
+        params: CommandParams,
+        template: TemplateSettings,
+        values: dict[str, VarValue],
+        fds: list[int],
+        ctx: RenderContext,
+    ) -> dict[str, Any]:
         staging = Path(ctx.staging_dir)
         filled: dict[str, str] = {}
         outputs: list[str] = []
         for name, kind in template.vars.items():
             value = values[name]
-            if kind == "path":
-                filled[name] = str(confine(str(value), ctx.env.input_roots))
-            elif kind == "output":
+            if kind == "output":
                 outputs.append(str(value))
                 filled[name] = str(staging / str(value))
             else:
@@ -218,7 +239,16 @@ class CommandRenderer(Renderer):
                 ctx.progress(percent, stage)
 
         env = {**os.environ, **template.env}
-        done = run(argv, ctx, cwd=staging, env=env, on_line=on_line, timeout=template.timeout, what=argv[0])
+        done = run(
+            argv,
+            ctx,
+            cwd=staging,
+            env=env,
+            on_line=on_line,
+            timeout=template.timeout,
+            what=argv[0],
+            pass_fds=fds,
+        )
         if done.returncode != 0:
             tail = " | ".join(done.tail[-5:]) or "no output"
             if len(tail) > 700:

@@ -8,6 +8,8 @@ The raw preset's argument policy lives in ``renderers.ffmpeg_raw``.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -21,7 +23,7 @@ from farm.models import ErrorKind
 from .base import Health, Params, RenderContext, Renderer, RenderError, Settings
 from .ffmpeg_raw import RawPlan, check_input, plan_raw
 from .media import SAFE_DEMUXERS, probe_duration
-from .paths import as_value_error, check_relative_or_within, confine, plain_name
+from .paths import as_value_error, check_relative_or_within, fd_path, open_confined, plain_name
 from .proc import run
 
 Preset = Literal["transcode", "concat", "thumbnail", "raw"]
@@ -38,6 +40,7 @@ VIDEO_EXTENSIONS = frozenset((
 IMAGE_EXTENSIONS = frozenset(("png", "jpg", "jpeg", "webp", "bmp"))
 # fmt: on
 MAX_CONCAT_INPUTS = 500
+_FD_PATH = re.compile(r"/proc/self/fd/\d+")
 _SCALE = re.compile(r"^(-1|-2|\d{1,5}):(-1|-2|\d{1,5})$")
 # fmt: off
 _INVALID_HINTS = (  # ffmpeg messages that mean "this input or these arguments are wrong"
@@ -249,6 +252,11 @@ def concat_list(paths: Sequence[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _named(line: str, shown: Mapping[str, str]) -> str:
+    """ffmpeg's line with our ``/proc/self/fd/N`` inputs called by the names the job gave."""
+    return _FD_PATH.sub(lambda found: shown.get(found.group(0), found.group(0)), line)
+
+
 def classify_failure(returncode: int, tail: Sequence[str]) -> RenderError:
     """Map a failed ffmpeg run to an error kind, quoting ffmpeg's last lines."""
     text = " | ".join(tail[-4:]) or f"exit code {returncode}"
@@ -285,23 +293,34 @@ class FfmpegRenderer(Renderer):
         return parsed
 
     def render(self, params: FfmpegParams, ctx: RenderContext) -> dict[str, Any]:
+        with contextlib.ExitStack() as opened:
+            staging = Path(ctx.staging_dir)
+            roots = list(ctx.env.input_roots)
+            if params.preset == "raw":
+                wanted = [params.args[i] for i in plan_raw(params.args).inputs]
+                roots.append(staging)
+            else:
+                wanted = list(params.inputs if params.preset == "concat" else (params.input or "",))
+            fds = []
+            for item in wanted:  # ffmpeg reads the files we opened, never their names again
+                fds.append(open_confined(item, roots))
+                opened.callback(os.close, fds[-1])
+            return self._render(params, ctx, fds, wanted)
+
+    def _render(
+        self, params: FfmpegParams, ctx: RenderContext, fds: list[int], wanted: list[str]
+    ) -> dict[str, Any]:
         conf = self.conf
         staging = Path(ctx.staging_dir)
-        roots = list(ctx.env.input_roots)
-        plan: RawPlan | None = None
-        if params.preset == "raw":
-            plan = plan_raw(params.args)
-            sources = [confine(params.args[i], [*roots, staging]) for i in plan.inputs]
-            names = [params.args[i] for i in plan.outputs]
-        else:
-            wanted = params.inputs if params.preset == "concat" else (params.input or "",)
-            sources = [confine(item, roots) for item in wanted]
-            names = [params.output or ""]
-        for source in sources:
-            if not source.is_file():
-                raise RenderError(ErrorKind.INVALID_INPUT, f"input is not a regular file: {source.name}")
+        plan = plan_raw(params.args) if params.preset == "raw" else None
+        names = [params.args[i] for i in plan.outputs] if plan is not None else [params.output or ""]
+        sources = [Path(fd_path(fd)) for fd in fds]
+        shown = dict(zip(map(str, sources), wanted, strict=True))
         ctx.progress(0.0, f"{params.preset}: probing input")
-        durations = [probe_duration(s, ffprobe=conf.ffprobe, demuxers=conf.demuxers) for s in sources]
+        durations = [
+            probe_duration(s, ffprobe=conf.ffprobe, demuxers=conf.demuxers, pass_fds=fds, name=shown[str(s)])
+            for s in sources
+        ]
         total = self._total(params, plan, durations)
         outputs = [staging / name for name in names]
         list_file = staging / ".ffmpeg-concat.txt" if params.preset == "concat" else None
@@ -329,13 +348,15 @@ class FfmpegRenderer(Renderer):
                 ctx.progress(percent, stage)
 
         try:
-            done = run(argv, ctx, cwd=staging, on_line=on_line, quiet_stdout=True, what="ffmpeg")
+            done = run(
+                argv, ctx, cwd=staging, on_line=on_line, quiet_stdout=True, what="ffmpeg", pass_fds=fds
+            )
             if done.returncode != 0:
-                raise classify_failure(done.returncode, done.tail)
+                raise classify_failure(done.returncode, [_named(line, shown) for line in done.tail])
             missing = [p.name for p in outputs if not p.is_file() or p.stat().st_size == 0]
             if missing:
                 kind = ErrorKind.INVALID_INPUT if params.preset == "thumbnail" else ErrorKind.UNKNOWN
-                detail = " | ".join(done.tail[-3:]) or "no message"
+                detail = " | ".join(_named(line, shown) for line in done.tail[-3:]) or "no message"
                 raise RenderError(kind, f"ffmpeg wrote no {', '.join(missing)}: {detail}")
         except BaseException:
             for path in outputs:

@@ -14,11 +14,21 @@ What manim 0.22 prints, and what we read from it:
 The number of animations is not printed up front. By default progress grows asymptotically with
 the animations done (monotonic, never reaching the 90% reserved for combining); with
 ``count_animations = true`` a ``--dry_run`` pass counts them first for exact "Animation 3/7" stages.
+
+Which script runs: the one checked. It is opened with ``renderers.paths.open_confined`` (no
+symlink below an input root is followed, in-root ones included) and manim runs a private copy
+made from that open file, in a fresh 0700 temp dir, never the name a swapped symlink could
+redirect. The ``.py`` modules beside the script are copied with it (regular files only, 16 MiB
+and 200 files at most), so ``import helpers`` keeps working; sub-packages (folders) are not.
+manim's working directory is the script's folder as opened (``/proc/self/fd/N``), so assets named
+relative to it still load. A scene is code: what it opens by itself is not confined.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -36,7 +46,7 @@ from farm.models import ErrorKind
 
 from .base import Health, Params, RenderContext, Renderer, RenderError, Settings
 from .media import probe_duration
-from .paths import as_value_error, check_relative_or_within, confine
+from .paths import as_value_error, check_relative_or_within, fd_path, open_confined, snapshot_with_siblings
 from .proc import ProcResult, run
 
 Quality = Literal["low", "medium", "high", "production", "4k"]
@@ -65,6 +75,8 @@ _FRAME = re.compile(r"(\S+\.py):(\d+)(?: in (\w+))?")
 _BOX_CHARS = "│╭╰─┃━┏┗╮╯"
 _PROMPT_NOISE = ("Choose number", "(Use comma", "Choice(s)")
 _TRANSIENT = ("MemoryError", "No space left on device")
+MAX_SOURCE_BYTES = 16 * 1024**2  # the script and the modules copied beside it
+MAX_SIBLINGS = 200
 
 
 class ManimParams(Params):
@@ -273,20 +285,38 @@ class ManimRenderer(Renderer):
         return parsed
 
     def render(self, params: ManimParams, ctx: RenderContext) -> dict[str, Any]:
+        with contextlib.ExitStack() as opened:
+            script_fd = open_confined(params.script, ctx.env.input_roots)
+            opened.callback(os.close, script_fd)
+            folder = posixpath.dirname(params.script) or "."
+            folder_fd = open_confined(folder, ctx.env.input_roots, directory=True)
+            opened.callback(os.close, folder_fd)
+            # private (0700) and short: rich wraps long paths in tracebacks, hiding the failing line
+            source = Path(tempfile.mkdtemp(prefix="farm-manim-src-"))
+            opened.callback(shutil.rmtree, source, ignore_errors=True)
+            # manim imports the script by path: it gets a private copy of the file we checked (and
+            # of the modules beside it, so `import helpers` works), never the swappable name
+            name = PurePosixPath(params.script).name
+            skipped = snapshot_with_siblings(
+                script_fd, folder_fd, name, source, max_bytes=MAX_SOURCE_BYTES, max_files=MAX_SIBLINGS
+            )
+            if skipped:
+                ctx.log(f"not copied beside the script: {', '.join(skipped[:20])}")
+            return self._render(params, ctx, source / name, folder_fd)
+
+    def _render(self, params: ManimParams, ctx: RenderContext, script: Path, folder: int) -> dict[str, Any]:
         conf = self.conf
-        script = confine(params.script, ctx.env.input_roots)
-        if not script.is_file():
-            raise RenderError(ErrorKind.INVALID_INPUT, f"script is not a regular file: {params.script!r}")
         staging = Path(ctx.staging_dir)
         media = Path(tempfile.mkdtemp(prefix=".manim-media-", dir=staging))
         env = child_env()
+        cwd = fd_path(folder)  # the script's folder as opened: assets beside the script still load
         started = time.monotonic()
         try:
             total: int | None = None
             if conf.count_animations:
                 ctx.progress(0.0, "counting animations")
                 argv = build_argv(params, script, media, executable=conf.executable, dry_run=True)
-                counted = run(argv, ctx, cwd=script.parent, env=env, tail_lines=80, what="manim")
+                counted = run(argv, ctx, cwd=cwd, pass_fds=(folder,), env=env, tail_lines=80, what="manim")
                 if counted.returncode != 0:
                     raise failure(counted)
                 total = count_animations(counted.tail)
@@ -294,7 +324,14 @@ class ManimRenderer(Renderer):
             tracker = ProgressTracker(ctx, total)
             argv = build_argv(params, script, media, executable=conf.executable)
             done = run(
-                argv, ctx, cwd=script.parent, env=env, on_line=tracker.feed, tail_lines=80, what="manim"
+                argv,
+                ctx,
+                cwd=cwd,
+                pass_fds=(folder,),
+                env=env,
+                on_line=tracker.feed,
+                tail_lines=80,
+                what="manim",
             )
             if done.returncode != 0:
                 raise failure(done)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from farm.models import ErrorKind
@@ -44,26 +45,37 @@ def probe_duration(
     ffprobe: str = "ffprobe",
     demuxers: tuple[str, ...] = SAFE_DEMUXERS,
     timeout: float = 30.0,
+    pass_fds: Sequence[int] = (),
+    name: str | None = None,
 ) -> float | None:
     """Duration of a media file in seconds; ``None`` for stills or when ffprobe is missing.
 
     An unreadable or corrupt file raises ``RenderError(INVALID_INPUT)`` with ffprobe's message.
+    ``path`` may be an opened input's ``/proc/self/fd/N`` (its fd in ``pass_fds``); messages
+    then call it ``name``.
     """
+    shown = name if name is not None else path.name
     argv = [ffprobe, "-v", "error"]
     if demuxers:
         argv += ["-format_whitelist", ",".join(demuxers)]
     argv += ["-show_entries", "format=duration", "-of", "default=noprint_wrappers=1:nokey=1", str(path)]
     try:
         done = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError:
         return None
     except subprocess.TimeoutExpired as exc:
-        raise RenderError(ErrorKind.TIMEOUT, f"ffprobe took over {timeout:g}s on {path.name}") from exc
+        raise RenderError(ErrorKind.TIMEOUT, f"ffprobe took over {timeout:g}s on {shown}") from exc
     if done.returncode != 0:
         message = last_lines(done.stderr.decode("utf-8", "replace")) or f"exit code {done.returncode}"
-        raise RenderError(ErrorKind.INVALID_INPUT, f"cannot read media {path.name}: {message}")
+        message = message.replace(str(path), shown)
+        raise RenderError(ErrorKind.INVALID_INPUT, f"cannot read media {shown}: {message}")
     return parse_duration(done.stdout.decode("utf-8", "replace"))
 
 

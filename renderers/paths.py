@@ -1,14 +1,18 @@
-"""Path confinement for renderer inputs and outputs: lexical checks at submit time, real ones at render.
+"""Path confinement for renderer inputs and outputs: lexical checks at submit time, safe opens at render.
 
 ``check_relative_or_within`` is pure (no disk access) and runs inside ``validate()``;
-``confine`` resolves symlinks and checks existence inside ``render()``; ``plain_name`` vets output
-file names. Every refusal is a ``RenderError`` naming the offending path in one line.
+``open_confined`` opens an input inside ``render()`` without following any symlink, and tools get
+the opened file as ``fd_path(fd)`` (or a ``snapshot`` copy), so a symlink swapped in after the
+check cannot redirect them; ``plain_name`` vets output file names. Every refusal is a
+``RenderError`` naming the offending path in one line. Linux only (``/proc/self/fd``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
+import stat
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -18,6 +22,9 @@ from .base import RenderError
 
 MAX_PATH_CHARS = 4096
 MAX_NAME_BYTES = 255
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO must not hang the render (it is refused as "not a regular file")
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 
 def _invalid(message: str) -> RenderError:
@@ -76,29 +83,130 @@ def check_relative_or_within(path_str: str, roots: Sequence[Path] = ()) -> PureP
     return normal
 
 
-def confine(path: str | os.PathLike[str], roots: Sequence[Path], *, must_exist: bool = True) -> Path:
-    """Resolve ``path`` (relative paths are relative to the first root) and keep it inside ``roots``.
+def _below_root(raw: str, roots: Sequence[Path]) -> tuple[Path, tuple[str, ...]]:
+    """The root ``raw`` lies in and its components below that root (lexically normalised)."""
+    normal = check_relative_or_within(raw)  # NUL, length and '..' escapes, refused alike
+    if not normal.is_absolute():
+        return roots[0], normal.parts
+    for root in roots:
+        # the root as configured, or where it really is (a root may itself be a symlink)
+        for form in (PurePosixPath(posixpath.normpath(str(root))), PurePosixPath(Path(root).resolve())):
+            if _within(normal, form):
+                return root, normal.relative_to(form).parts
+    raise _invalid(f"absolute path is outside the input roots: {_show(raw)}")
 
-    Symlinks are followed, so a link pointing outside every root is refused like ``..`` would be.
-    Raises ``RenderError``: ``invalid_input`` for an escape, ``not_found`` for a missing input.
+
+def _open_error(exc: OSError, raw: str, dir_fd: int, part: str) -> RenderError:
+    try:
+        is_link = stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        is_link = False
+    if is_link or exc.errno == errno.ELOOP:
+        return _invalid(f"symlinks are not allowed below an input root: {_show(raw)} (at {_show(part)})")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return RenderError(ErrorKind.NOT_FOUND, f"input not found: {_show(raw)}")
+    return _invalid(f"cannot open input {_show(raw)}: {exc.strerror or exc}")
+
+
+def open_confined(path: str | os.PathLike[str], roots: Sequence[Path], *, directory: bool = False) -> int:
+    """Open an input inside ``roots`` and return the fd (close-on-exec; the caller closes it).
+
+    Relative paths are relative to the first root. The path is walked one component at a time
+    from an fd of its root with ``O_NOFOLLOW`` (``openat``), so no symlink below the root is
+    ever followed, whether it was there at submit time or swapped in a moment ago: the file
+    opened is the one checked. Symlinks below a root are refused outright (even ones pointing
+    back inside the roots), the root itself may be one. Hand the result to a tool as
+    ``fd_path(fd)`` with ``pass_fds``; never reopen ``path`` by name.
+    Raises ``RenderError``: ``invalid_input`` for an escape, a symlink or a non-regular file
+    (a non-directory with ``directory=True``), ``not_found`` for a missing input.
     """
     raw = os.fspath(path)
     if not roots:
         raise _invalid(f"no input roots are configured, refusing {_show(raw)}")
-    real_roots = [Path(root).resolve(strict=False) for root in roots]
-    check_relative_or_within(raw, [*roots, *real_roots])
-    candidate = Path(raw)
-    if not candidate.is_absolute():
-        candidate = roots[0] / candidate
+    root, parts = _below_root(raw, roots)
     try:
-        resolved = candidate.resolve(strict=False)
-    except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop on older Pythons
-        raise _invalid(f"cannot resolve path {_show(raw)}: {exc}") from exc
-    if not any(resolved == root or root in resolved.parents for root in real_roots):
-        raise _invalid(f"path resolves outside the allowed roots: {_show(raw)}")
-    if must_exist and not resolved.exists():
-        raise RenderError(ErrorKind.NOT_FOUND, f"input not found: {_show(raw)}")
-    return resolved
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RenderError(
+            ErrorKind.NOT_FOUND, f"input root {_show(str(root))} cannot be opened: {exc}"
+        ) from None
+    try:
+        for index, part in enumerate(parts):
+            flags = _DIR_FLAGS if directory or index < len(parts) - 1 else _FILE_FLAGS
+            try:
+                next_fd = os.open(part, flags, dir_fd=fd)
+            except OSError as exc:
+                raise _open_error(exc, raw, fd, part) from None
+            os.close(fd)
+            fd = next_fd
+        if not directory and not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _invalid(f"input is not a regular file: {_show(raw)}")
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def fd_path(fd: int) -> str:
+    """How a child started with ``pass_fds=(fd,)`` names the file: the kernel's handle on the
+    very file we opened, which no rename or symlink swap can redirect (Linux ``/proc``)."""
+    return f"/proc/self/fd/{fd}"
+
+
+def snapshot(fd: int, dest: Path, *, max_bytes: int) -> int:
+    """Copy the open file ``fd`` to a new file ``dest`` (never an existing one); return its size.
+
+    For tools that need a real path of their own (manim imports the script by name).
+    """
+    out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    copied = 0
+    try:
+        while chunk := os.pread(fd, 1 << 20, copied):
+            copied += len(chunk)
+            if copied > max_bytes:
+                raise _invalid(f"{dest.name!r} is larger than {max_bytes} bytes")
+            os.write(out, chunk)
+    except BaseException:
+        os.close(out)
+        dest.unlink(missing_ok=True)
+        raise
+    os.close(out)
+    return copied
+
+
+def snapshot_with_siblings(
+    file_fd: int, folder_fd: int, name: str, dest: Path, *, max_bytes: int, max_files: int
+) -> list[str]:
+    """``snapshot`` the opened file as ``dest/name``, and the files of the same suffix in its
+    opened folder beside it (regular files only, never through a symlink), within ``max_bytes``
+    in all and ``max_files`` siblings; return the names of the siblings left out."""
+    budget = max_bytes - snapshot(file_fd, dest / name, max_bytes=max_bytes)
+    suffix = PurePosixPath(name).suffix
+    skipped: list[str] = []
+    with os.scandir(folder_fd) as entries:
+        siblings = sorted(
+            entry.name
+            for entry in entries
+            if entry.name.endswith(suffix) and entry.name != name and entry.is_file(follow_symlinks=False)
+        )
+    copied = 0
+    for sibling in siblings:
+        try:
+            fd = os.open(sibling, _FILE_FLAGS, dir_fd=folder_fd)
+        except OSError:  # gone, or swapped for a symlink since the listing
+            skipped.append(sibling)
+            continue
+        try:
+            if copied < max_files and stat.S_ISREG(os.fstat(fd).st_mode):
+                budget -= snapshot(fd, dest / sibling, max_bytes=budget)
+                copied += 1
+            else:
+                skipped.append(sibling)
+        except RenderError:  # over the byte budget
+            skipped.append(sibling)
+        finally:
+            os.close(fd)
+    return skipped
 
 
 def plain_name(name: str, *, what: str = "output name") -> str:

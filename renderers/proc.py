@@ -110,8 +110,9 @@ def run(
     argv: Sequence[str],
     ctx: RenderContext,
     *,
-    cwd: Path | None = None,
+    cwd: Path | str | None = None,
     env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
     on_line: LineCallback | None = None,
     quiet_stdout: bool = False,
     timeout: float | None = None,
@@ -125,7 +126,8 @@ def run(
     ``quiet_stdout`` is set, for machine-readable progress) and then to ``on_line``. Cancellation
     and the deadline (``ctx.deadline`` or ``timeout`` seconds, whichever is first) are checked at
     least every ``poll_interval`` seconds; on either, or on any exception raised on the Python
-    side, the child is killed before the error propagates.
+    side, the child is killed before the error propagates. ``pass_fds`` are inherited by the
+    child (inputs opened by ``renderers.paths.open_confined``, named ``/proc/self/fd/N``).
     """
     if not argv:
         raise ValueError("empty argv")
@@ -142,6 +144,7 @@ def run(
             cwd=cwd,
             env=dict(env) if env is not None else None,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         raise RenderError(ErrorKind.UNKNOWN, f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc

@@ -150,7 +150,7 @@ def test_cancel_mid_render_leaves_no_process_behind(
     assert caught.value.kind is ErrorKind.CANCELED
     assert time.monotonic() - started < 3.5
     assert any((stage or "").startswith("Animation") for _, stage in ctx.progress_calls)  # it was rendering
-    wait_for(lambda: not processes_mentioning(str(script)), timeout=5, what="manim gone")
+    wait_for(lambda: not processes_mentioning(str(staging)), timeout=5, what="manim gone")
     assert set(descendants(os.getpid())) <= children_before
     assert_staging_holds_only(staging)
 
@@ -159,3 +159,37 @@ def test_doctor_reports_the_version(renderer: ManimRenderer) -> None:
     health = renderer.doctor()
     assert health.ok and "Manim" in health.detail
     assert not ManimRenderer(ManimSettings(executable="/nonexistent/manim")).doctor().ok
+
+
+def test_scene_imports_sibling_modules_and_reads_assets_beside_it(
+    renderer: ManimRenderer, inputs: Path, make_ctx: ContextFactory, staging: Path
+) -> None:
+    folder = inputs / "lesson"
+    folder.mkdir()
+    (folder / "helpers.py").write_text("SIDE = 1.5\n")
+    (folder / "label.txt").write_text("from the asset\n")
+    (folder / "main.py").write_text(
+        "from pathlib import Path\n"
+        "from manim import *\n"
+        "from helpers import SIDE\n\n\n"
+        "class UsesHelpers(Scene):\n"
+        "    def construct(self):\n"
+        "        print('asset says', Path('label.txt').read_text().strip(), flush=True)\n"
+        "        self.add(Square(side_length=SIDE))\n"
+    )
+    ctx = make_ctx()
+    params = renderer.validate(
+        {"script": "lesson/main.py", "scene": "UsesHelpers", "quality": "low", "format": "png"}
+    )
+    assert renderer.render(params, ctx)["outputs"] == ["UsesHelpers.png"]
+    assert "asset says from the asset" in ctx.lines
+    assert sorted(p.name for p in folder.iterdir()) == ["helpers.py", "label.txt", "main.py"]
+
+
+def test_script_symlinked_inside_the_roots_is_refused_too(
+    renderer: ManimRenderer, script: Path, inputs: Path, make_ctx: ContextFactory
+) -> None:
+    (inputs / "alias.py").symlink_to(script)
+    with pytest.raises(RenderError, match="symlinks are not allowed") as caught:
+        renderer.render(renderer.validate({"script": "alias.py", "scene": "Tiny"}), make_ctx())
+    assert caught.value.kind is ErrorKind.INVALID_INPUT

@@ -1,15 +1,23 @@
-"""Path confinement: lexical checks (pure) and symlink-aware checks on a real tmp tree."""
+"""Path confinement: lexical checks (pure), and safe opens and snapshots on a real tmp tree."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
 
 from farm.models import ErrorKind
 from renderers.base import RenderError
-from renderers.paths import check_relative_or_within, confine, plain_name
+from renderers.paths import (
+    check_relative_or_within,
+    fd_path,
+    open_confined,
+    plain_name,
+    snapshot,
+    snapshot_with_siblings,
+)
 
 ROOTS = (Path("/srv/farm/inputs"), Path("/mnt/shared"))
 
@@ -76,71 +84,136 @@ def tree(tmp_path: Path) -> tuple[Path, Path, Path]:
     return root, other, outside
 
 
-def test_confine_resolves_relative_to_first_root(tree: tuple[Path, Path, Path]) -> None:
+def read_fd(fd: int) -> str:
+    try:
+        return os.pread(fd, 1000, 0).decode()
+    finally:
+        os.close(fd)
+
+
+def test_open_resolves_relative_to_first_root(tree: tuple[Path, Path, Path]) -> None:
     root, other, _ = tree
-    assert confine("scenes/a.py", [root, other]) == (root / "scenes" / "a.py").resolve()
-    assert confine(str(other / "b.mp4"), [root, other]) == (other / "b.mp4").resolve()
+    (root / "scenes" / "a.py").write_text("in root")
+    (other / "b.mp4").write_text("in other")
+    assert read_fd(open_confined("scenes/a.py", [root, other])) == "in root"
+    assert read_fd(open_confined("./scenes/../scenes/a.py", [root, other])) == "in root"
+    assert read_fd(open_confined(str(other / "b.mp4"), [root, other])) == "in other"
 
 
-def test_confine_missing_input_is_not_found(tree: tuple[Path, Path, Path]) -> None:
+def test_open_missing_input_is_not_found(tree: tuple[Path, Path, Path]) -> None:
     root, _, _ = tree
-    with pytest.raises(RenderError) as caught:
-        confine("scenes/missing.py", [root])
-    assert caught.value.kind is ErrorKind.NOT_FOUND
-    assert "scenes/missing.py" in caught.value.message
-    assert confine("scenes/missing.py", [root], must_exist=False) == (root / "scenes/missing.py").resolve()
+    for missing in ("scenes/missing.py", "nowhere/a.py", "scenes/a.py/below"):
+        with pytest.raises(RenderError) as caught:
+            open_confined(missing, [root])
+        assert caught.value.kind is ErrorKind.NOT_FOUND
+        assert missing in caught.value.message
 
 
-def test_confine_refuses_symlink_escaping_the_root(tree: tuple[Path, Path, Path]) -> None:
+def test_open_refuses_symlink_escaping_the_root(tree: tuple[Path, Path, Path]) -> None:
     root, _, outside = tree
     os.symlink(outside / "secret.txt", root / "scenes" / "link.py")
     os.symlink(outside, root / "door")
-    for sneaky in ("scenes/link.py", "door/secret.txt", str(root / "door" / "secret.txt")):
-        with pytest.raises(RenderError) as caught:
-            confine(sneaky, [root])
+    for sneaky in ("scenes/link.py", "door/secret.txt", str(root / "door" / "secret.txt"), "door/nothing"):
+        with pytest.raises(RenderError, match="symlinks are not allowed") as caught:
+            open_confined(sneaky, [root])
         assert caught.value.kind is ErrorKind.INVALID_INPUT, sneaky
 
 
-def test_confine_checks_escape_before_existence(tree: tuple[Path, Path, Path]) -> None:
-    root, _, outside = tree
-    os.symlink(outside, root / "door")
-    with pytest.raises(RenderError) as caught:
-        confine("door/does-not-exist", [root])
-    assert caught.value.kind is ErrorKind.INVALID_INPUT
-
-
-def test_confine_allows_symlink_into_another_root(tree: tuple[Path, Path, Path]) -> None:
+def test_open_refuses_even_symlinks_that_stay_inside_the_roots(tree: tuple[Path, Path, Path]) -> None:
+    """The rule is simple: no symlink below a root, wherever it points."""
     root, other, _ = tree
     os.symlink(other / "b.mp4", root / "b-link.mp4")
-    assert confine("b-link.mp4", [root, other]) == (other / "b.mp4").resolve()
+    os.symlink(root / "scenes", root / "scenes-link")
+    for sneaky in ("b-link.mp4", "scenes-link/a.py"):
+        with pytest.raises(RenderError, match="symlinks are not allowed") as caught:
+            open_confined(sneaky, [root, other])
+        assert caught.value.kind is ErrorKind.INVALID_INPUT
 
 
-def test_confine_accepts_paths_through_a_symlinked_root(
-    tmp_path: Path, tree: tuple[Path, Path, Path]
-) -> None:
+def test_open_accepts_paths_through_a_symlinked_root(tmp_path: Path, tree: tuple[Path, Path, Path]) -> None:
     root, _, _ = tree
     alias = tmp_path / "alias"
     os.symlink(root, alias)
-    assert confine(str(root / "scenes" / "a.py"), [alias]) == (root / "scenes" / "a.py").resolve()
+    assert read_fd(open_confined(str(root / "scenes" / "a.py"), [alias])) == "x"
+    assert read_fd(open_confined(str(alias / "scenes" / "a.py"), [alias])) == "x"
+    assert read_fd(open_confined("scenes/a.py", [alias])) == "x"
 
 
-def test_confine_refuses_dotdot_absolute_and_no_roots(tree: tuple[Path, Path, Path]) -> None:
+def test_open_refuses_dotdot_absolute_and_no_roots(tree: tuple[Path, Path, Path]) -> None:
     root, _, outside = tree
     for hostile in ("../outside/secret.txt", str(outside / "secret.txt"), "scenes/\x00.py"):
         with pytest.raises(RenderError) as caught:
-            confine(hostile, [root])
+            open_confined(hostile, [root])
         assert caught.value.kind is ErrorKind.INVALID_INPUT
     with pytest.raises(RenderError, match="no input roots"):
-        confine("scenes/a.py", [])
+        open_confined("scenes/a.py", [])
 
 
-def test_confine_refuses_symlink_loops(tree: tuple[Path, Path, Path]) -> None:
+def test_open_refuses_symlink_loops(tree: tuple[Path, Path, Path]) -> None:
     root, _, _ = tree
     os.symlink(root / "loop-b", root / "loop-a")
     os.symlink(root / "loop-a", root / "loop-b")
     with pytest.raises(RenderError) as caught:
-        confine("loop-a", [root])
-    assert caught.value.kind in (ErrorKind.INVALID_INPUT, ErrorKind.NOT_FOUND)
+        open_confined("loop-a", [root])
+    assert caught.value.kind is ErrorKind.INVALID_INPUT
+
+
+def test_open_wants_a_regular_file_or_a_directory(tree: tuple[Path, Path, Path]) -> None:
+    root, _, _ = tree
+    os.mkfifo(root / "pipe.mp4")  # opening it for reading must not hang the render
+    for wrong in ("scenes", ".", "pipe.mp4"):
+        with pytest.raises(RenderError, match="not a regular file") as caught:
+            open_confined(wrong, [root])
+        assert caught.value.kind is ErrorKind.INVALID_INPUT
+    fd = open_confined("scenes", [root], directory=True)
+    try:
+        assert sorted(os.listdir(fd)) == ["a.py"]
+    finally:
+        os.close(fd)
+    with pytest.raises(RenderError) as caught:
+        open_confined("scenes/a.py", [root], directory=True)
+    assert caught.value.kind is ErrorKind.NOT_FOUND  # "not a directory"
+
+
+def test_a_child_reads_the_opened_file_even_after_a_swap(tree: tuple[Path, Path, Path]) -> None:
+    root, _, outside = tree
+    fd = open_confined("scenes/a.py", [root])
+    try:
+        (root / "scenes" / "a.py").unlink()  # swapped after the check for a link to the secret
+        os.symlink(outside / "secret.txt", root / "scenes" / "a.py")
+        (outside / "secret.txt").write_text("secret")
+        done = subprocess.run(["cat", fd_path(fd)], pass_fds=(fd,), capture_output=True, text=True)
+        assert done.stdout == "x"
+    finally:
+        os.close(fd)
+
+
+def test_snapshot_with_siblings(tree: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    root, _, outside = tree
+    scenes = root / "scenes"
+    (scenes / "helpers.py").write_text("H = 1")
+    (scenes / "big.py").write_text("#" * 5000)
+    (scenes / "notes.txt").write_text("not a module")
+    os.symlink(outside / "secret.txt", scenes / "stolen.py")  # never followed
+    (scenes / "pkg.py").mkdir()
+    dest = tmp_path / "copy"
+    dest.mkdir()
+    script, folder = open_confined("scenes/a.py", [root]), open_confined("scenes", [root], directory=True)
+    try:
+        skipped = snapshot_with_siblings(script, folder, "a.py", dest, max_bytes=1000, max_files=10)
+    finally:
+        os.close(script)
+        os.close(folder)
+    assert sorted(p.name for p in dest.iterdir()) == ["a.py", "helpers.py"]
+    assert (dest / "a.py").read_text() == "x" and (dest / "helpers.py").read_text() == "H = 1"
+    assert skipped == ["big.py"]  # over the byte budget; symlinks and folders are not even listed
+    with pytest.raises(RenderError, match="larger than 10 bytes"):
+        fd = open_confined("scenes/big.py", [root])
+        try:
+            snapshot(fd, tmp_path / "big.py", max_bytes=10)
+        finally:
+            os.close(fd)
+    assert not (tmp_path / "big.py").exists()
 
 
 @pytest.mark.parametrize("name", ["out.mp4", "my clip (final).mov", "a;b$(c)`d`|e&.png", "ünïcode.gif"])
