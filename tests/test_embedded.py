@@ -16,7 +16,7 @@ from redis import Redis
 from farm import Farm, JobStatus
 from farm.config import parse_config
 from farm.embedded import EmbeddedRedis
-from farm.errors import ConfigError
+from farm.errors import ConfigError, FarmError
 from tests.conftest import write_toml
 from tests.util import wait_for
 
@@ -111,6 +111,21 @@ def test_tcp_bind_needs_a_password(embedded_config, monkeypatch):
     server = EmbeddedRedis(config)
     assert server.argv()[1:] == [str(server.conf)]  # everything else is in redis.conf
     assert "s3cret" not in server.conf.read_text()  # only its SHA-256
+
+
+def test_a_failed_start_says_why_in_one_line(embedded_config, monkeypatch):
+    import socket as sockets
+
+    monkeypatch.setenv("FARM_REDIS_PASSWORD", "s3cret")
+    with sockets.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        server = EmbeddedRedis(with_redis(embedded_config, bind=f"127.0.0.1:{busy.getsockname()[1]}"))
+        with pytest.raises(FarmError) as failed:
+            server.start()
+    message = str(failed.value)
+    assert "\n" not in message and "Address already in use" in message, message
+    assert server.process is None and not server.alive()
 
 
 def test_appendfsync_always_reaches_the_server(embedded_config):

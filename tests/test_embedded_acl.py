@@ -27,15 +27,8 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.serializers import JSONSerializer
 
 from farm import Farm, JobStatus
-from farm.embedded import (
-    ADMIN_SECRET_NAME,
-    EmbeddedRedis,
-    read_admin_url,
-    redis_binary,
-    redis_version,
-    render_config,
-    start_scratch_server,
-)
+from farm.embedded import EmbeddedRedis, read_admin_url, redis_binary, start_scratch_server
+from farm.redis_conf import ADMIN_SECRET_NAME, redis_version, render_config
 from tests import test_embedded
 from tests.test_embedded import redis_processes, with_redis
 from tests.util import wait_for
@@ -212,6 +205,31 @@ def test_local_workers_need_no_password_on_the_socket_but_stay_restricted(embedd
         assert stat.S_IMODE(server.socket.stat().st_mode) & 0o077 == 0
     finally:
         server.stop()
+
+
+def test_a_server_from_an_older_farm_is_reused_with_a_warning(embedded_config, caplog):
+    # What an earlier farm (or someone by hand) left on the socket: no ACL, no redis.conf.
+    data = embedded_config.data_dir
+    data.mkdir(parents=True)
+    old = subprocess.Popen(
+        [redis_binary(), "--port", "0", "--unixsocket", str(embedded_config.socket_path), "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: EmbeddedRedis(embedded_config).alive(), timeout=15, what="the old server")
+        with caplog.at_level("WARNING", logger="farm.embedded"):
+            assert EmbeddedRedis(embedded_config).start() is False
+        assert "may not be restricted" in caplog.text
+    finally:
+        old.terminate()
+        old.wait(timeout=10)
+    caplog.clear()
+    server = EmbeddedRedis(embedded_config)
+    assert server.start() is True
+    with caplog.at_level("WARNING", logger="farm.embedded"):
+        assert EmbeddedRedis(embedded_config).start() is False  # its own: reused in silence
+    assert caplog.text == ""
+    server.stop()
 
 
 def test_the_password_never_reaches_argv_or_the_environment(lan):
