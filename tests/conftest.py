@@ -173,7 +173,9 @@ class Procs:
         self.configs = configs
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *args: str, log_name: str = "proc") -> subprocess.Popen[bytes]:
+    def start(
+        self, *args: str, log_name: str = "proc", env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         self.configs.ensure()
         log = open(self.tmp_path / f"{log_name}-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
@@ -181,14 +183,14 @@ class Procs:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=os.environ.copy(),
+            env={**os.environ, **(env or {})},
         )
         log.close()
         self.procs.append(proc)
         return proc
 
-    def worker(self, *args: str) -> subprocess.Popen[bytes]:
-        return self.start("worker", *args, log_name="worker")
+    def worker(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        return self.start("worker", *args, log_name="worker", env=env)
 
     def scheduler(self) -> subprocess.Popen[bytes]:
         return self.start("scheduler", log_name="scheduler")

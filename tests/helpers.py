@@ -52,3 +52,24 @@ class TreeRenderer(Renderer):
             time.sleep(0.05)
         child.wait()
         return {"outputs": []}
+
+
+class StampParams(Params):
+    seconds: float = 2.0
+
+
+class StampRenderer(Renderer):
+    """Works for ``seconds`` (pure Python, in steps), then writes ``stamp.txt`` naming its attempt
+    and pid: the published file tells which attempt won."""
+
+    name = "stamp"
+    Params = StampParams
+    subprocesses = False
+
+    def render(self, params: StampParams, ctx: RenderContext) -> dict[str, Any]:
+        deadline = time.monotonic() + params.seconds
+        while time.monotonic() < deadline:
+            ctx.progress(50, "stamping")
+            time.sleep(0.05)
+        (ctx.staging_dir / "stamp.txt").write_text(f"attempt {ctx.attempt} pid {os.getpid()}\n")
+        return {"outputs": ["stamp.txt"]}

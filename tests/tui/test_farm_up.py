@@ -79,3 +79,35 @@ def test_farm_up_shows_the_tui_and_q_stops_the_farm(short_dir: Path, tmp_path: P
         wait_for(lambda: not processes_mentioning(str(short_dir)), timeout=10, what="no farm process left")
     finally:
         tmux("kill-server", check=False)
+
+
+def test_farm_up_restarts_its_redis_after_a_kill_and_the_header_shows_it(short_dir: Path, tmp_path: Path):
+    config = tmp_path / "farm.toml"
+    data = short_dir / "data"
+    write_toml(config, {"paths": {"data_dir": str(data)}, "caps": {"windows": []}})
+    tmux = Tmux(short_dir / "tmux.sock")
+    command = f"{sys.executable} -m farm --config {config} up --demo --workers 2"
+    env = {k: v for k, v in os.environ.items() if k not in ("FARM_REDIS_URL", "FARM_CONFIG", "TMUX")}
+    subprocess.run(
+        [*tmux.base, "new-session", "-d", "-s", "farm", "-x", "160", "-y", "48", command],
+        env=env,
+        check=True,
+    )
+    try:
+        wait_for(lambda: "workers 2 alive" in tmux.screen(), timeout=30, what="a live farm")
+        pid = int((data / "redis.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(
+            lambda: (data / "redis.pid").exists() and int((data / "redis.pid").read_text()) != pid,
+            timeout=10,
+            what="a new redis-server",
+        )
+        wait_for(lambda: "restarted" in tmux.screen(), timeout=20, what="the header to show the restart")
+        wait_for(lambda: "workers 2 alive" in tmux.screen(), timeout=20, what="workers back")
+        logs = "".join(p.read_text(errors="replace") for p in (data / "logs").glob("*.log"))
+        assert "embedded Redis exited" in logs and "restarting it" in logs
+        tmux("send-keys", "-t", "farm", "q")
+        wait_for(lambda: not tmux.running(), timeout=30, what="farm up to stop after q")
+        wait_for(lambda: not processes_mentioning(str(short_dir)), timeout=10, what="no farm process left")
+    finally:
+        tmux("kill-server", check=False)
