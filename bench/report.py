@@ -97,6 +97,9 @@ def machine() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             return "not installed"
 
+    label = os.environ.get(
+        "FARM_BENCH_COMMIT"
+    )  # when run from an exported tree (git archive), not a checkout
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "farm", "renderers"], cwd=ROOT, capture_output=True, text=True
@@ -110,7 +113,8 @@ def machine() -> dict[str, str]:
         "Redis": match.group(1) if match else redis.strip(),
         "rq": version("rq"),
         "celery": version("celery"),
-        "commit": commit.stdout.strip() + (" (farm/ or renderers/ modified)" if dirty.stdout.strip() else ""),
+        "commit": label
+        or commit.stdout.strip() + (" (farm/ or renderers/ modified)" if dirty.stdout.strip() else ""),
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
     }
 
