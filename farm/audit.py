@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import json
 import socket
 from typing import Any
 
@@ -12,6 +11,7 @@ from redis.client import Pipeline
 
 from . import keys
 from .models import AuditEntry
+from .records import safe_json
 from .timeutil import utcnow
 
 KEEP = 1000
@@ -33,14 +33,16 @@ def record(
     pipe.ltrim(keys.AUDIT, 0, KEEP - 1)
 
 
+def parse_entry(blob: bytes) -> AuditEntry | None:
+    """One stored audit entry; None when it cannot be read."""
+    try:
+        return AuditEntry.model_validate(safe_json(blob))
+    except ValueError:  # pydantic's ValidationError is a ValueError
+        return None
+
+
 def read(connection: Redis, limit: int = 50) -> list[AuditEntry]:
-    entries: list[AuditEntry] = []
-    for blob in connection.lrange(keys.AUDIT, 0, max(0, limit - 1)):
-        try:
-            entries.append(AuditEntry.model_validate(json.loads(blob)))
-        except ValueError:
-            continue
-    return entries
+    return [e for blob in connection.lrange(keys.AUDIT, 0, max(0, limit - 1)) if (e := parse_entry(blob))]
 
 
 def describe(changes: dict[str, Any]) -> str:

@@ -41,10 +41,17 @@ def windows_field(windows: tuple[Window, ...]) -> str:
 
 
 def parse_windows(value: str) -> tuple[Window, ...]:
+    """Windows as stored in farm:caps; a part that cannot be read is skipped (as dispatch.lua does)."""
     windows = []
     for part in filter(None, value.split(",")):
-        start, end, mult = part.split("-")
-        windows.append(Window(start=_hhmm(int(start)), end=_hhmm(int(end)), multiplier=float(mult)))
+        try:
+            start, end, mult = part.split("-")
+            minutes = int(start), int(end)
+            multiplier = float(mult)
+        except ValueError:
+            continue
+        if all(0 <= m < 24 * 60 for m in minutes) and 0 < multiplier <= 100:
+            windows.append(Window(start=_hhmm(minutes[0]), end=_hhmm(minutes[1]), multiplier=multiplier))
     return tuple(windows)
 
 
@@ -74,12 +81,24 @@ def scaled(value: int, window: Window | None) -> int:
     return value if window is None else math.floor(value * window.multiplier + 1e-9)
 
 
+def _cap(value: str | None) -> int | None:
+    """A stored cap; None when unreadable (dispatch.lua then uses the default total, or 0 for a
+    renderer: a cap that cannot be read never lets more run)."""
+    try:
+        number = int(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and 0 <= number <= MAX_CAP else None
+
+
 def caps_from_hash(
     raw: Mapping[bytes, bytes], config: FarmConfig, minute_of_day: int | None = None, processes: int = 0
 ) -> Caps:
-    text = {k.decode(): v.decode() for k, v in raw.items()}
-    total = int(text.get("total", config.caps.total))
-    renderers = {k[2:]: int(v) for k, v in text.items() if k.startswith("r:")}
+    text = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
+    total = _cap(text.get("total"))
+    if total is None:
+        total = config.caps.total
+    renderers = {k[2:]: _cap(v) or 0 for k, v in text.items() if k.startswith("r:")}
     if not raw:
         renderers = dict(config.caps.renderers)
     windows = parse_windows(text["windows"]) if "windows" in text else config.windows()

@@ -24,10 +24,11 @@ from .config import FarmConfig, load_config
 from .connection import connect_redis, no_retry, redact
 from .dispatch import renderer_env
 from .errors import FarmUnavailableError, InvalidJobError, InvalidTransitionError, JobNotFoundError
-from .jobinfo import farm_status, info_from_hash, text
+from .jobinfo import farm_status, info_from_hash
 from .listing import list_job_ids
 from .models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, Priority, RendererStats, WorkerInfo
 from .placement import place_job, wait_reason
+from .records import read_job
 from .state import THROUGHPUT_MINUTES, FarmState, read_state
 from .submit import JOB_ID_RE, QueueCache, build_spec, build_specs, enqueue_specs
 
@@ -312,8 +313,9 @@ class Farm:
                 raise InvalidTransitionError(
                     f"job {job_id} is {status.value}; only failed or canceled jobs can be retried"
                 )
-            priority = text(raw, keys.F_PRIORITY) or "medium"
-            attempts = text(raw, keys.F_ATTEMPTS) or "0"
+            record = read_job(job_id, raw)
+            priority = record.priority.value
+            attempts = record.attempts
 
             def writes(pipe: Pipeline) -> None:
                 outcomes.remove_from_ended(pipe, job_id, priority)

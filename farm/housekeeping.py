@@ -82,9 +82,9 @@ def _clean_staging(connection: Redis, config: FarmConfig, now: float) -> int:
             pipe.get(keys.owner(job_id))
             pipe.hmget(keys.job(job_id), "status", keys.F_ENDED_BY, keys.F_RESULT)
             owner, (status, ended_by, result) = pipe.execute()
-        if owner is not None and owner.decode() == token:
+        if owner is not None and owner.decode("utf-8", "replace") == token:
             continue  # still rendering
-        won = status == b"finished" and ended_by is not None and ended_by.decode() == token
+        won = status == b"finished" and ended_by is not None and ended_by.decode("utf-8", "replace") == token
         if won and not dispatch.final_dir(config, job_id).exists():
             dispatch.publish(config, job_id, path, {"outputs": [1] if result else []})
             log.warning("housekeeping: published %s, whose owner died before renaming it", path.name)

@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 from redis import Redis
 
 from . import keys
-from .jobinfo import RQ_TO_FARM_STATUS
 from .models import PRIORITY_ORDER, JobStatus, Priority
 from .outcomes import registry_key
+from .records import RQ_TO_FARM_STATUS, Slot
 
 PAGE = 500
 MAX_SCAN = 20_000
@@ -29,7 +29,7 @@ def _zset_desc(connection: Redis, key: str) -> Iterator[tuple[float, str]]:
         if not page:
             return
         for member, score in page:
-            yield -score, member.decode()  # negated: heapq.merge wants ascending order
+            yield -score, member.decode("utf-8", "replace")  # negated: heapq.merge wants ascending order
         if len(page) < PAGE:
             return
         start += PAGE
@@ -47,11 +47,8 @@ def _candidates(connection: Redis, status: JobStatus | None, priorities: Sequenc
     if status is JobStatus.SCHEDULED:
         return _merged_ids(connection, [keys.scheduled(p.value) for p in priorities])
     if status is JobStatus.RUNNING:
-        slots = connection.hgetall(keys.SLOTS)
-        started = sorted(
-            ((float(v.decode().split("\t")[2]), k.decode()) for k, v in slots.items()), reverse=True
-        )
-        return iter([job_id for _, job_id in started])
+        slots = [Slot.parse(k, v) for k, v in connection.hgetall(keys.SLOTS).items()]
+        return iter([slot.job_id for slot in sorted(slots, key=lambda s: s.started, reverse=True)])
     return _merged_ids(connection, [keys.JOBS])
 
 
@@ -85,11 +82,11 @@ def list_job_ids(
             if st is None:
                 stale.append(job_id)
                 continue
-            if wanted_status is not None and st.decode() not in wanted_status:
+            if wanted_status is not None and st.decode("utf-8", "replace") not in wanted_status:
                 continue
-            if priority is not None and (prio or b"").decode() != priority.value:
+            if priority is not None and (prio or b"").decode("utf-8", "replace") != priority.value:
                 continue
-            if renderer is not None and (rend or b"").decode() != renderer:
+            if renderer is not None and (rend or b"").decode("utf-8", "replace") != renderer:
                 continue
             if skipped < offset:
                 skipped += 1

@@ -107,7 +107,9 @@ def wip_cleanup(connection: Redis, job_id: str, priority: str) -> Callable[[Pipe
     """Writes removing the job's executions from RQ's started registry (it stays tidy, and RQ's own
     cleanup never acts on a run the farm has already ended)."""
     key = registry_key("wip", priority)
-    members = [m for m in connection.zrange(key, 0, -1) if m.decode().startswith(f"{job_id}:")]
+    members = [
+        m for m in connection.zrange(key, 0, -1) if m.decode("utf-8", "replace").startswith(f"{job_id}:")
+    ]
 
     def writes(pipe: Pipeline) -> None:
         if members:

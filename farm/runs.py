@@ -17,10 +17,10 @@ from redis.client import Pipeline
 
 from . import keys, outcomes
 from .config import FarmConfig
-from .jobinfo import history, text
 from .models import Attempt, ErrorKind, JobStatus
+from .records import JobRecord, corrupt_error, read_job
 from .retry import Decision, decide, retry_delay
-from .timeutil import parse_rq_time, utcnow
+from .timeutil import utcnow
 
 Extra = Callable[[Pipeline], None] | None
 
@@ -40,6 +40,7 @@ class Run:
     started_at: datetime | None
     history: tuple[Attempt, ...]
     line: int | None = None  # place in line (farm_line): a requeue keeps it
+    corrupt: tuple[str, ...] = ()  # fields of the job hash that could not be read
 
     def to_json(self) -> dict[str, Any]:
         """The run as plain JSON (the outcome journal stores it)."""
@@ -69,18 +70,23 @@ class Run:
 
     @classmethod
     def from_hash(cls, job_id: str, raw: Mapping[bytes, bytes]) -> Run:
+        return cls.from_record(read_job(job_id, raw))
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> Run:
         return cls(
-            job_id=job_id,
-            token=text(raw, keys.F_TOKEN) or "",
-            priority=text(raw, keys.F_PRIORITY) or text(raw, "origin") or "medium",
-            renderer=text(raw, keys.F_RENDERER) or "?",
-            attempt=int(text(raw, keys.F_ATTEMPTS) or 1),
-            max_retries=int(text(raw, keys.F_MAX_RETRIES) or 0),
-            retry_base=int(text(raw, keys.F_RETRY_BASE) or 0),
-            worker=text(raw, "worker_name"),
-            started_at=parse_rq_time(raw.get(b"started_at")),
-            history=history(raw),
-            line=int(text(raw, keys.F_LINE) or 0) or None,
+            job_id=record.id,
+            token=record.token or "",
+            priority=record.priority.value,
+            renderer=record.renderer or "?",
+            attempt=record.attempts or 1,
+            max_retries=record.max_retries,
+            retry_base=record.retry_base,
+            worker=record.worker,
+            started_at=record.started_at,
+            history=record.history,
+            line=record.line,
+            corrupt=record.corrupt,
         )
 
     def run_seconds(self) -> float | None:
@@ -132,6 +138,8 @@ def fail(
     if kind is ErrorKind.CANCELED or cancel_requested(connection, run.job_id):
         canceled = cancel(connection, config, run, "canceled while running", extra)
         return Decision.CANCELED if canceled else None
+    if run.corrupt:  # never put a job whose record cannot be read back in line
+        kind, error = ErrorKind.INVALID_INPUT, corrupt_error(run.corrupt)
     decision = decide(kind, run.attempt - run.retry_base, run.max_retries)
     hist = outcomes.history_json(run.history, run.record(kind, error))
 
@@ -189,6 +197,11 @@ def requeue(connection: Redis, config: FarmConfig, run: Run, extra: Extra = None
     (unless a cancel is pending: then it ends canceled)."""
     if cancel_requested(connection, run.job_id):
         return cancel(connection, config, run, "canceled while running", extra)
+    if run.corrupt:
+        return (
+            fail(connection, config, run, ErrorKind.INVALID_INPUT, corrupt_error(run.corrupt), extra)
+            is not None
+        )
 
     def writes(pipe: Pipeline) -> None:
         outcomes.write_requeued(

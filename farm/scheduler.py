@@ -25,7 +25,8 @@ from rq_scheduler import Scheduler
 
 from . import caps, keys, outcomes
 from .config import FarmConfig
-from .jobinfo import text
+from .models import ErrorKind
+from .records import read_job
 from .rq_classes import FarmJob, FarmQueue
 from .sweep import SweepReport, server_time, sweep_once, take_over_expired
 
@@ -34,8 +35,9 @@ log = logging.getLogger("farm.scheduler")
 RECONNECT_EVERY = 0.5  # seconds between tries while Redis is unreachable
 
 
-def promote(connection: Redis, job_id: str) -> bool:
-    """Move a due retry from the schedule to the back of its queue; False if someone else did."""
+def promote(connection: Redis, job_id: str, failed_ttl: int = 7 * 86_400) -> bool:
+    """Move a due retry from the schedule to the back of its queue; False if someone else did. A
+    job whose record cannot be read is failed instead (``corrupt job record: <field>``)."""
     job_key = keys.job(job_id)
     with connection.pipeline() as pipe:
         while True:
@@ -44,14 +46,27 @@ def promote(connection: Redis, job_id: str) -> bool:
                 if pipe.zscore(keys.RQ_SCHEDULED, job_id) is None:
                     pipe.unwatch()
                     return False
-                raw = pipe.hgetall(job_key)
+                record = read_job(job_id, pipe.hgetall(job_key))
+                priority = record.priority.value
                 pipe.multi()
                 pipe.zrem(keys.RQ_SCHEDULED, job_id)
-                if not raw or text(raw, "status") != "scheduled":
+                pipe.zrem(keys.scheduled(priority), job_id)
+                if not record.exists or record.rq_status != "scheduled":
                     pipe.execute()  # canceled or expired meanwhile: just drop the schedule entry
                     return False
-                priority = text(raw, keys.F_PRIORITY) or text(raw, "origin") or "medium"
-                pipe.zrem(keys.scheduled(priority), job_id)
+                if record.corrupt_error:
+                    outcomes.write_failed(
+                        pipe,
+                        job_id,
+                        priority,
+                        failed_ttl,
+                        ErrorKind.INVALID_INPUT,
+                        record.corrupt_error,
+                        "[]",
+                    )
+                    pipe.execute()
+                    log.error("retry of %s refused: %s", job_id, record.corrupt_error)
+                    return False
                 outcomes.write_requeued(pipe, job_id, priority, front=False, fields={})
                 outcomes.event(pipe, e="retry", job=job_id, p=priority)
                 pipe.execute()
@@ -61,11 +76,25 @@ def promote(connection: Redis, job_id: str) -> bool:
 
 
 class FarmScheduler(Scheduler):
+    """rq-scheduler keeps the schedule (``rq:scheduler:scheduled_jobs``), its lock and its
+    registration. Moving due jobs is the farm's own: rq-scheduler would fetch each job through RQ
+    (a job with one unreadable field would raise and stop the loop); ``promote`` reads the raw
+    hash through ``records.read_job`` instead and moves it atomically."""
+
     job_class = FarmJob
     queue_class = FarmQueue
+    failed_ttl = 7 * 86_400
+
+    def enqueue_jobs(self) -> list[str]:
+        now = server_time(self.connection)
+        due = [m.decode("utf-8", "replace") for m in self.connection.zrangebyscore(keys.RQ_SCHEDULED, 0, now)]
+        moved = [job_id for job_id in due if promote(self.connection, job_id, self.failed_ttl)]
+        for job_id in moved:
+            log.info("retry of %s is back in line", job_id)
+        return moved
 
     def enqueue_job(self, job: Any) -> None:
-        if promote(self.connection, job.id):
+        if promote(self.connection, job.id, self.failed_ttl):
             log.info("retry of %s is back in line", job.id)
 
 
@@ -76,6 +105,7 @@ class SchedulerLoop:
         self.connection = connection
         self.config = config
         self.scheduler = FarmScheduler(connection=connection, interval=max(1, int(config.scheduler.interval)))
+        self.scheduler.failed_ttl = config.retention.failed
         self._stop = threading.Event()
         self.sweeps = 0
         self.defer_until = 0.0  # server time before which no run is taken over (see module doc)
@@ -145,6 +175,8 @@ class SchedulerLoop:
                     failing = True
                     self._stop.wait(RECONNECT_EVERY)
                     continue
+                except Exception:  # bad data must never stop retries and sweeps: log it, go on
+                    log.exception("scheduler: unexpected error in a tick; carrying on")
                 self._stop.wait(self.config.scheduler.interval)
         finally:
             with contextlib.suppress(RedisError):

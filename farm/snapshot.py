@@ -15,14 +15,15 @@ from pydantic import BaseModel, ConfigDict
 from redis import Redis
 
 from . import keys
+from .audit import parse_entry
 from .client import stats_from_state
 from .config import FarmConfig
-from .jobinfo import RQ_TO_FARM_STATUS
 from .models import PRIORITY_ORDER, AuditEntry, ErrorKind, FarmStats, JobStatus, Priority
 from .outcomes import registry_key
 from .placement import can_start, lanes, running_eta, take_lane, wait_reason
+from .records import float_or_none, read_job
 from .state import BAND, FarmState, read_state
-from .timeutil import from_ts, parse_rq_time
+from .timeutil import from_ts
 
 ROW_FIELDS = (
     "status",
@@ -121,9 +122,9 @@ def _line_ids(connection: Redis, state: FarmState, limit: int) -> list[str]:
     for _p in PRIORITY_ORDER:
         held: list[tuple[float, str]] = []
         for _renderer in state.held:
-            held.extend((score, member.decode()) for member, score in next(replies))
+            held.extend((score, member.decode("utf-8", "replace")) for member, score in next(replies))
         ids.extend(member for _, member in sorted(held))  # held jobs of a priority come first
-        ids.extend(member.decode() for member in next(replies))
+        ids.extend(member.decode("utf-8", "replace") for member in next(replies))
         if len(ids) >= limit:
             break
     return ids[:limit]
@@ -138,38 +139,40 @@ def _recent_ids(connection: Redis, limit: int) -> list[str]:
             for registry in ("finished", "failed", "canceled"):
                 pipe.zrevrange(registry_key(registry, p.value), 0, limit - 1, withscores=True)
         replies = pipe.execute()
-    scheduled = sorted((score, m.decode()) for reply in replies[:3] for m, score in reply)
-    ended = sorted(((score, m.decode()) for reply in replies[3:] for m, score in reply), reverse=True)
+    scheduled = sorted((score, m.decode("utf-8", "replace")) for reply in replies[:3] for m, score in reply)
+    ended = sorted(
+        ((score, m.decode("utf-8", "replace")) for reply in replies[3:] for m, score in reply), reverse=True
+    )
     return [m for _, m in scheduled[:limit]] + [m for _, m in ended[:limit]]
 
 
 def _row(job_id: str, values: list[bytes | None]) -> JobRow | None:
-    f = dict(zip(ROW_FIELDS, values, strict=True))
-    status_raw = _text(f["status"])
-    if status_raw is None:
+    raw = {
+        field.encode(): value for field, value in zip(ROW_FIELDS, values, strict=True) if value is not None
+    }
+    if b"status" not in raw:
         return None
-    kind = _text(f[keys.F_ERROR_KIND])
-    priority = _text(f[keys.F_PRIORITY]) or "medium"
-    error = _text(f[keys.F_ERROR])
-    status = RQ_TO_FARM_STATUS.get(status_raw, JobStatus.QUEUED)
-    retry_at = from_ts(_text(f[keys.F_RETRY_AT]))
+    record = read_job(job_id, raw)
+    status = record.status
+    retry_at = record.retry_at
+    error = record.error
     return JobRow(
         id=job_id,
-        name=_text(f[keys.F_NAME]),
-        renderer=_text(f[keys.F_RENDERER]) or "?",
-        priority=Priority(priority) if priority in Priority._value2member_map_ else Priority.MEDIUM,
+        name=record.name,
+        renderer=record.renderer or "?",
+        priority=record.priority,
         status=status,
-        progress=float(_text(f[keys.F_PROGRESS]) or 0),
-        stage=_text(f[keys.F_STAGE]) or "",
-        attempts=int(_text(f[keys.F_ATTEMPTS]) or 0),
-        max_retries=int(_text(f[keys.F_MAX_RETRIES]) or 0),
-        job_type=_text(f[keys.F_JOB_TYPE]),
-        worker=_text(f["worker_name"]),
-        error_kind=ErrorKind(kind) if kind in ErrorKind._value2member_map_ else None,
+        progress=record.progress,
+        stage=record.stage,
+        attempts=record.attempts,
+        max_retries=record.max_retries,
+        job_type=record.job_type,
+        worker=record.worker,
+        error_kind=record.error_kind,
         error=error.splitlines()[0][:200] if error else None,
-        enqueued_at=from_ts(_text(f[keys.F_SUBMITTED])),
-        started_at=parse_rq_time(f["started_at"]),
-        ended_at=parse_rq_time(f["ended_at"]) if status.terminal else None,
+        enqueued_at=record.submitted,
+        started_at=record.started_at,
+        ended_at=record.ended_at if status.terminal else None,
         eta=retry_at if status is JobStatus.SCHEDULED else None,
         wait_reason=f"retry at {retry_at.astimezone():%H:%M:%S}"
         if status is JobStatus.SCHEDULED and retry_at
@@ -240,7 +243,7 @@ def take_snapshot(
         replies = pipe.execute()
     rows = [row for job_id, values in zip(unique, replies[:-2], strict=True) if (row := _row(job_id, values))]
     stats = stats_from_state(state)
-    audit = tuple(AuditEntry.model_validate_json(blob) for blob in replies[-2])
+    audit = tuple(entry for blob in replies[-2] if (entry := parse_entry(blob)) is not None)
     restarts = replies[-1]
     return Snapshot(
         at=datetime.fromtimestamp(state.at, UTC),
@@ -250,6 +253,6 @@ def take_snapshot(
         audit=audit,
         redis_rtt_ms=rtt_ms,
         workers_alive=state.workers_alive,
-        redis_restarts=int(restarts.get(b"count", 0)),
-        redis_restarted_at=from_ts(restarts.get(b"last")),
+        redis_restarts=int(float_or_none(restarts.get(b"count")) or 0),
+        redis_restarted_at=from_ts(float_or_none(restarts.get(b"last"))),
     )

@@ -17,18 +17,10 @@ from .caps import caps_from_hash
 from .config import FarmConfig
 from .models import PRIORITY_ORDER, Caps, JobStatus, Priority
 from .outcomes import BAND, registry_key
+from .records import Slot, float_or_none, number_map
 
 HOUR_BUCKETS = 60
 THROUGHPUT_MINUTES = 30
-
-
-@dataclass(frozen=True)
-class Slot:
-    job_id: str
-    renderer: str
-    worker: str
-    started: float
-    priority: str
 
 
 @dataclass(frozen=True)
@@ -92,16 +84,12 @@ class FarmState:
         return total / count if count else None
 
 
-def _decode_bucket(raw: dict[bytes, bytes]) -> dict[str, float]:
-    return {k.decode(): float(v) for k, v in raw.items()}
-
-
 def read_state(connection: Redis, config: FarmConfig, now: float | None = None) -> FarmState:
     if now is None:
         seconds, micros = connection.time()  # the clock heartbeats and slot times are written with
         now = seconds + micros / 1_000_000
     minute = int(now // 60)
-    held_renderers = sorted(m.decode() for m in connection.smembers(keys.HELD_RENDERERS))
+    held_renderers = sorted(m.decode("utf-8", "replace") for m in connection.smembers(keys.HELD_RENDERERS))
     with connection.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.CAPS)
         pipe.hgetall(keys.SLOTS)
@@ -130,25 +118,23 @@ def read_state(connection: Redis, config: FarmConfig, now: float | None = None) 
         for registry in ("finished", "failed", "canceled"):
             ended[registry][p.value] = next(replies)
     held = {r: {p.value: next(replies) for p in PRIORITY_ORDER} for r in held_renderers}
-    workers_alive = tuple(sorted(w.decode() for w in next(replies)))
+    workers_alive = tuple(sorted(w.decode("utf-8", "replace") for w in next(replies)))
     beat = next(replies)
-    buckets = tuple(_decode_bucket(next(replies)) for _ in range(HOUR_BUCKETS))
+    buckets = tuple(number_map(next(replies)) for _ in range(HOUR_BUCKETS))
 
-    slots = []
-    for job_id, value in slots_raw.items():
-        renderer, worker, started, priority = (value.decode().split("\t") + ["", "", "0", ""])[:4]
-        slots.append(Slot(job_id.decode(), renderer, worker, float(started or 0), priority))
-    slots.sort(key=lambda s: s.started)
+    slots = sorted(
+        (Slot.parse(job_id, value) for job_id, value in slots_raw.items()), key=lambda s: s.started
+    )
     return FarmState(
         at=now,
         caps=caps_from_hash(caps_raw, config, processes=len(workers_alive)),
         slots=tuple(slots),
-        paused=frozenset(p.decode() for p in paused_raw),
+        paused=frozenset(p.decode("utf-8", "replace") for p in paused_raw),
         queue_lengths=queue_lengths,
         held=held,
         scheduled=scheduled,
         ended=ended,
         workers_alive=workers_alive,
-        scheduler_heartbeat=float(beat) if beat else None,
+        scheduler_heartbeat=float_or_none(beat),
         buckets=buckets,
     )

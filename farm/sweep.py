@@ -19,14 +19,15 @@ import time
 from dataclasses import dataclass, field
 
 from redis import Redis
+from redis.exceptions import RedisError, WatchError
 from rq import worker_registration
 from rq.serializers import JSONSerializer
 
 from . import keys, outcomes, runs
 from .config import FarmConfig
-from .jobinfo import text
 from .models import PRIORITY_ORDER, ErrorKind
 from .outcomes import registry_key
+from .records import Slot, read_job, text
 
 log = logging.getLogger("farm.sweep")
 
@@ -50,53 +51,53 @@ def take_over_expired(
     slots without a lease entry (granted ``worker.lease`` from their start)."""
     margin = config.scheduler.lease_margin
     if every_slot:
-        slots = {k.decode(): v for k, v in connection.hgetall(keys.SLOTS).items()}
-        leases = {m.decode(): s for m, s in connection.zrange(keys.LEASES, 0, -1, withscores=True)}
+        slots = {k.decode("utf-8", "replace"): v for k, v in connection.hgetall(keys.SLOTS).items()}
+        leases = {
+            m.decode("utf-8", "replace"): s for m, s in connection.zrange(keys.LEASES, 0, -1, withscores=True)
+        }
         candidates = []
         for job_id, value in slots.items():
-            started = _slot_fields(value)[2]
+            started = Slot.parse(job_id, value).started
             expiry = leases.get(job_id, started + config.worker.lease)
             if expiry + margin < now:
                 candidates.append(job_id)
         candidates += [job_id for job_id in leases if job_id not in slots]
     else:
-        candidates = [m.decode() for m in connection.zrangebyscore(keys.LEASES, "-inf", now - margin)]
+        candidates = [
+            m.decode("utf-8", "replace") for m in connection.zrangebyscore(keys.LEASES, "-inf", now - margin)
+        ]
         values = connection.hmget(keys.SLOTS, candidates) if candidates else []
         slots = {job_id: v for job_id, v in zip(candidates, values, strict=True) if v is not None}
     for job_id in candidates:
         if job_id not in slots:
             connection.zrem(keys.LEASES, job_id)  # a lease left without its slot
             continue
-        _take_over(connection, config, report, now, job_id, slots[job_id])
-
-
-def _slot_fields(value: bytes) -> tuple[str, str, float, str]:
-    renderer, worker, started, priority = (value.decode("utf-8", "replace").split("\t") + ["", "", "0", ""])[
-        :4
-    ]
-    try:
-        started_at = float(started)
-    except ValueError:
-        started_at = 0.0
-    return renderer, worker, started_at, priority or "medium"
+        try:
+            _take_over(connection, config, report, now, job_id, slots[job_id])
+        except RedisError:
+            raise
+        except Exception:  # one unreadable run must never stop the sweep (or the scheduler)
+            log.exception("sweep: could not take over %s; leaving it for the next pass", job_id)
 
 
 def _take_over(
     connection: Redis, config: FarmConfig, report: SweepReport, now: float, job_id: str, value: bytes
 ) -> None:
-    renderer, worker, started, priority = _slot_fields(value)
+    slot = Slot.parse(job_id, value)
+    renderer, worker, started, priority = slot.renderer, slot.worker, slot.started, slot.priority
     raw = connection.hgetall(keys.job(job_id))
     token = connection.get(keys.owner(job_id))
     if not raw or token is None or text(raw, "status") != "started":
-        _free_orphan(connection, job_id, token, renderer)
-        report.freed.append(job_id)
+        if _free_orphan(connection, job_id, token, slot, value):
+            report.freed.append(job_id)
         return
-    run = runs.Run.from_hash(job_id, raw)
-    if run.token != token.decode():
+    record = read_job(job_id, raw)
+    run = runs.Run.from_record(record)
+    if run.token != token.decode("utf-8", "replace"):
         return  # the hash and the owner disagree: a newer run is starting; leave it alone
     cleanup = outcomes.wip_cleanup(connection, job_id, priority)
-    timeout = float(text(raw, "timeout") or config.renderer_timeout(renderer))
-    if text(raw, keys.F_CANCEL):
+    timeout = float(record.timeout or config.renderer_timeout(renderer))
+    if record.cancel:
         done = runs.cancel(connection, config, run, f"canceled; its worker {worker} was lost", cleanup)
     elif now - started > timeout:
         message = f"ran past its {timeout:g}s timeout and its worker {worker} stopped answering"
@@ -112,14 +113,30 @@ def _take_over(
         report.recovered.append(job_id)
 
 
-def _free_orphan(connection: Redis, job_id: str, token: bytes | None, renderer: str) -> None:
-    """A slot whose job is gone or not running: release it (fenced when it has an owner)."""
+def _free_orphan(connection: Redis, job_id: str, token: bytes | None, slot: Slot, value: bytes) -> bool:
+    """A slot whose job is gone or not running: release it — fenced on its owner when it has one,
+    else only while the slot still holds the value seen (two sweeps never release it twice)."""
     if token is not None:
-        outcomes.claim(connection, job_id, token.decode(), lambda pipe: None, renderer, "orphan freed")
-    else:
-        with connection.pipeline() as pipe:
-            outcomes.release_slot(pipe, job_id, renderer, "orphan freed")
+        return outcomes.claim(
+            connection,
+            job_id,
+            token.decode("utf-8", "replace"),
+            lambda pipe: None,
+            slot.renderer,
+            "orphan freed",
+        )
+    with connection.pipeline() as pipe:
+        try:
+            pipe.watch(keys.SLOTS)
+            if pipe.hget(keys.SLOTS, job_id) != value:
+                pipe.unwatch()
+                return False
+            pipe.multi()
+            outcomes.release_slot(pipe, job_id, slot.renderer, "orphan freed")
             pipe.execute()
+            return True
+        except WatchError:
+            return False  # the slot table changed: the next pass looks again
 
 
 def apply_retention(connection: Redis, config: FarmConfig, report: SweepReport, now: float) -> None:
@@ -136,7 +153,7 @@ def apply_retention(connection: Redis, config: FarmConfig, report: SweepReport, 
     if old:
         with connection.pipeline(transaction=False) as pipe:
             for job_id in old:
-                pipe.exists(keys.job(job_id.decode()))
+                pipe.exists(keys.job(job_id.decode("utf-8", "replace")))
             gone = [job_id for job_id, exists in zip(old, pipe.execute(), strict=True) if not exists]
         if gone:
             connection.zrem(keys.JOBS, *gone)
@@ -149,7 +166,9 @@ def forget_dead_workers(connection: Redis, config: FarmConfig, report: SweepRepo
 
     from .rq_classes import FarmJob, FarmQueue
 
-    beats = {m.decode(): s for m, s in connection.zrange(keys.HEARTBEATS, 0, -1, withscores=True)}
+    beats = {
+        m.decode("utf-8", "replace"): s for m, s in connection.zrange(keys.HEARTBEATS, 0, -1, withscores=True)
+    }
     for worker in Worker.all(
         connection=connection, job_class=FarmJob, queue_class=FarmQueue, serializer=JSONSerializer
     ):

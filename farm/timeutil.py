@@ -27,7 +27,7 @@ def rq_time(dt: datetime | None = None) -> str:
 def parse_rq_time(value: bytes | str | None) -> datetime | None:
     if not value:
         return None
-    text = value.decode() if isinstance(value, bytes) else value
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     try:
         return utcparse(text)
     except ValueError:

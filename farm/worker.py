@@ -27,14 +27,12 @@ import socket
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Callable
 from typing import Any
 
 import redis.exceptions
 from redis import Redis
 from redis.client import Pipeline
-from rq.exceptions import NoSuchJobError
 from rq.executions import Execution, cleanup_execution
 from rq.job import Job
 from rq.queue import Queue
@@ -46,8 +44,8 @@ from renderers import Registry
 
 from . import dispatch, horse, housekeeping, journal, keys, lease, outcomes, runs, scripts
 from .config import FarmConfig
-from .jobinfo import text
 from .models import ErrorKind
+from .records import Slot, read_job, text
 from .rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
 from .timeutil import local_minute_of_day, rq_time
 
@@ -264,11 +262,12 @@ class FarmWorker(Worker):
             return
         try:
             for job_id, value in self.connection.hgetall(keys.SLOTS).items():
-                if value.decode().split("\t")[1] != self.name:
+                slot = Slot.parse(job_id, value)
+                if slot.worker != self.name:
                     continue
-                raw = self.connection.hgetall(keys.job(job_id.decode()))
+                raw = self.connection.hgetall(keys.job(slot.job_id))
                 if raw:
-                    runs.requeue(self.connection, self.config, runs.Run.from_hash(job_id.decode(), raw))
+                    runs.requeue(self.connection, self.config, runs.Run.from_hash(slot.job_id, raw))
         except redis.exceptions.RedisError as exc:
             log.warning("worker %s: could not release its slots at exit: %s", self.name, exc)
 
@@ -297,6 +296,7 @@ class FarmWorker(Worker):
                         self.config.caps.total,
                         HOLD_BUDGET,
                         self.config.worker.lease,
+                        self.config.retention.failed,
                     ]
                 )
                 if outcome[0] == b"ok":
@@ -321,6 +321,9 @@ class FarmWorker(Worker):
                 # Short, flat retries: dispatch resumes within a second or so of Redis answering.
                 self._warn(f"worker {self.name}: Redis unreachable ({exc}); retrying")
                 time.sleep(RECONNECT_EVERY)
+            except redis.exceptions.RedisError as exc:  # e.g. a script error: log, never crash-loop
+                log.error("worker %s: dispatch failed: %s", self.name, exc)
+                time.sleep(RECONNECT_EVERY)
 
     def _release_orphans(self) -> None:
         """While idle this worker runs nothing, so a slot still naming it is an orphan (a dispatch
@@ -332,22 +335,40 @@ class FarmWorker(Worker):
             self._release_my_slots()
 
     def _job_from(self, outcome: list[bytes]) -> tuple[Job, Queue] | None:
-        job_id, queue_name = outcome[1].decode(), outcome[2].decode()
+        try:
+            return self._read_dispatched(outcome)
+        except redis.exceptions.RedisError:
+            raise
+        except Exception:  # whatever the job holds, the worker goes on: refuse it
+            log.exception("worker %s: unreadable dispatch reply", self.name)
+            job_id = outcome[1].decode("utf-8", "replace")
+            raw = dict(zip(outcome[3::2], outcome[4::2], strict=False))
+            self._refuse(job_id, outcome[2].decode("utf-8", "replace"), raw, "corrupt job record")
+            return None
+
+    def _read_dispatched(self, outcome: list[bytes]) -> tuple[Job, Queue] | None:
+        job_id = outcome[1].decode("utf-8", "replace")
+        queue_name = outcome[2].decode("utf-8", "replace")
         raw = dict(zip(outcome[3::2], outcome[4::2], strict=False))
         reason = horse.refusal(raw)
+        record = read_job(job_id, raw)
+        if reason is None and record.corrupt:
+            reason = record.corrupt_error
         job = FarmJob(job_id, connection=self.connection)
         if reason is None:
             try:
                 job.restore(raw)
-            except (ValueError, TypeError, KeyError, LookupError, zlib.error, NoSuchJobError) as exc:
-                reason = f"refused: unreadable job ({type(exc).__name__})"
+            except Exception as exc:  # RQ's own fields are unreadable: never let that stop the worker
+                reason = f"corrupt job record: RQ fields ({type(exc).__name__})"
         if reason is not None:
             self._refuse(job_id, queue_name, raw, reason)
             return None
         self._raw = raw
-        self._run = runs.Run.from_hash(job_id, raw)
-        dispatch.set_job(self._run.attempt, text(raw, keys.F_JOB_TYPE), self._run.token)
-        return job, FarmQueue(queue_name, connection=self.connection)
+        self._run = runs.Run.from_record(record)
+        dispatch.set_job(self._run.attempt, record.job_type, self._run.token)
+        return job, FarmQueue(
+            queue_name if queue_name in QUEUE_NAMES else "medium", connection=self.connection
+        )
 
     def _refuse(self, job_id: str, queue_name: str, raw: dict[bytes, bytes], reason: str) -> None:
         log.error("worker %s: job %s %s", self.name, job_id, reason)
@@ -519,7 +540,9 @@ class FarmWorker(Worker):
                     pipe.hget(job.key, keys.F_CANCEL)
                     pipe.get(keys.owner(job.id))
                     cancel, owner = pipe.execute()
-                if (owner is None or owner.decode() != token) and self._lease.state == lease.RENDERING:
+                if (
+                    owner is None or owner.decode("utf-8", "replace") != token
+                ) and self._lease.state == lease.RENDERING:
                     return "superseded"
                 if cancel:
                     return "cancel"

@@ -11,16 +11,20 @@ from rq.worker import Worker
 from . import keys
 from .config import FarmConfig
 from .models import WorkerInfo
+from .records import Slot
 from .rq_classes import FarmJob, FarmQueue
 from .timeutil import from_ts
 
 
 def list_workers(connection: Redis, config: FarmConfig) -> list[WorkerInfo]:
     now = time.time()
-    beats = {m.decode(): s for m, s in connection.zrange(keys.HEARTBEATS, 0, -1, withscores=True)}
+    beats = {
+        m.decode("utf-8", "replace"): s for m, s in connection.zrange(keys.HEARTBEATS, 0, -1, withscores=True)
+    }
     current = {}
     for job_id, value in connection.hgetall(keys.SLOTS).items():
-        current[value.decode().split("\t")[1]] = job_id.decode()
+        slot = Slot.parse(job_id, value)
+        current[slot.worker] = slot.job_id
     infos = []
     for worker in Worker.all(
         connection=connection, job_class=FarmJob, queue_class=FarmQueue, serializer=JSONSerializer

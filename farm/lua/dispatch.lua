@@ -16,19 +16,27 @@
 -- A started run gets a lease (farm:leases, server clock + ARGV[7] seconds; see farm/lease.py).
 --
 -- ARGV: 1 worker name, 2 dispatch token, 3 local minute of day, 4 started_at (RQ's UTC
---       format), 5 default total cap, 6 max jobs to hold in one call, 7 lease seconds.
+--       format), 5 default total cap, 6 max jobs to hold in one call, 7 lease seconds,
+--       8 retention of failed jobs (seconds).
 -- Times in farm:slots come from the server's clock (TIME). The call is idempotent per token: if
 -- a reply was lost and the client sends it again, the job already taken with that token is
 -- returned again instead of a second one being taken.
 -- Returns {"ok", job_id, queue, field1, value1, ...} (the job hash), or {"", reason} where
 -- reason is "empty" (nothing queued), "blocked" (queued jobs exist but none may start) or
--- "busy" (the hold budget ran out; call again).
+-- "busy" (the hold budget ran out, or a corrupt job was failed; call again).
+--
+-- Bad data never stops dispatch: every value read here is checked before any write. A caps value
+-- that is not a number counts as the default total, or 0 for a renderer (never more than the
+-- cap). A job whose renderer name or attempt count cannot be read is failed here, atomically
+-- (invalid_input, "corrupt job record: <field>", ARGV[8] seconds of retention), and never takes
+-- a slot; the worker checks the rest of the record (records.read_job) before it runs anything.
 
 local worker, token = ARGV[1], ARGV[2]
 local minute = tonumber(ARGV[3])
 local started_at = ARGV[4]
 local hold_budget = tonumber(ARGV[6])
 local lease = tonumber(ARGV[7])
+local failed_ttl = tonumber(ARGV[8]) or 604800
 local clock = redis.call('TIME')
 local now = clock[1] .. '.' .. string.format('%06d', tonumber(clock[2]))
 local now_num = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
@@ -51,6 +59,29 @@ end
 
 local BIG = 1e13
 local PRIOS = {'high', 'medium', 'low'}
+local IS_PRIO = {high = true, medium = true, low = true}
+
+local function valid_renderer(r)
+    return type(r) == 'string' and #r <= 64 and string.match(r, '^[%w_%.%-]+$') ~= nil
+end
+
+local function whole(v) -- a stored integer (or nothing), as HINCRBY needs it
+    if not v then return true end
+    local n = tonumber(v)
+    return n ~= nil and n == math.floor(n) and n >= 0 and n < 1e15 and string.match(v, '^%d+$') ~= nil
+end
+
+local function fail_corrupt(id, field, prio)
+    local jkey = 'rq:job:' .. id
+    redis.call('HSET', jkey, 'status', 'failed', 'ended_at', started_at, 'farm_error_kind', 'invalid_input',
+        'farm_error', 'corrupt job record: ' .. field)
+    redis.call('HDEL', jkey, 'farm_cancel', 'farm_retry_at')
+    redis.call('ZADD', 'rq:failed:' .. prio, math.ceil(now_num) + failed_ttl, id)
+    redis.call('EXPIRE', jkey, failed_ttl)
+    redis.call('EXPIRE', 'farm:log:' .. id, failed_ttl)
+end
+
+if not whole(redis.call('GET', 'farm:seq')) then redis.call('DEL', 'farm:seq') end
 local SLOTS, CAPS, PAUSED = 'farm:slots', 'farm:caps', 'farm:paused'
 local HELD_SET, WAKE = 'farm:held_renderers', 'farm:wake'
 
@@ -62,13 +93,20 @@ local mult = 1.0
 if caps['windows'] then
     for s, e, m in string.gmatch(caps['windows'], '(%d+)-(%d+)-([%d%.]+)') do
         s, e, m = tonumber(s), tonumber(e), tonumber(m)
-        local inside
-        if s <= e then inside = minute >= s and minute < e else inside = minute >= s or minute < e end
-        if inside then mult = m; break end
+        if s and e and m and m > 0 and m <= 100 then
+            local inside
+            if s <= e then inside = minute >= s and minute < e else inside = minute >= s or minute < e end
+            if inside then mult = m; break end
+        end
     end
 end
-local function scaled(value) return math.floor(tonumber(value) * mult + 1e-9) end
-local total_cap = scaled(caps['total'] or ARGV[5])
+local function number(value, default)
+    local n = tonumber(value)
+    if n == nil or n ~= n or n < 0 or n > 1e9 then return default end
+    return n
+end
+local function scaled(value) return math.floor(value * mult + 1e-9) end
+local total_cap = scaled(number(caps['total'], number(ARGV[5], 0)))
 
 -- slots in use, per renderer and in total
 local used, used_total = {}, 0
@@ -82,7 +120,7 @@ end
 local function has_free_slot(r)
     local c = caps['r:' .. r]
     if c == nil then return true end
-    return (used[r] or 0) < scaled(c)
+    return (used[r] or 0) < scaled(number(c, 0))
 end
 
 local paused = {}
@@ -122,6 +160,9 @@ for rank, p in ipairs(PRIOS) do
                 break
             elseif status ~= 'queued' then
                 redis.call('LPOP', qkey) -- stale id: job gone or no longer queued
+            elseif not valid_renderer(r) then
+                redis.call('LPOP', qkey)
+                fail_corrupt(id, 'farm_renderer', p)
             elseif has_free_slot(r) then
                 consider(rank * BIG + BIG - 1, id, r, p)
                 break
@@ -142,7 +183,7 @@ end
 -- held jobs of renderers that have a free slot again
 for _, r in ipairs(redis.call('SMEMBERS', HELD_SET)) do
     local hkey = 'farm:held:' .. r
-    if redis.call('ZCARD', hkey) == 0 then
+    if not valid_renderer(r) or redis.call('ZCARD', hkey) == 0 then
         redis.call('SREM', HELD_SET, r)
     elseif has_free_slot(r) then
         for rank, p in ipairs(PRIOS) do
@@ -168,6 +209,17 @@ if best_id == nil then
 end
 
 local jkey = 'rq:job:' .. best_id
+local best_prio = best_source
+if best_source == 'held' then best_prio = PRIOS[math.floor(best_score / BIG)] or 'medium' end
+if best_renderer ~= '' and not whole(redis.call('HGET', jkey, 'farm_attempts')) then
+    if best_source == 'held' then
+        redis.call('ZREM', 'farm:held:' .. best_renderer, best_id)
+    else
+        redis.call('LPOP', 'rq:queue:' .. best_source)
+    end
+    fail_corrupt(best_id, 'farm_attempts', best_prio)
+    return {'', 'busy'}
+end
 if best_source == 'held' then
     redis.call('ZREM', 'farm:held:' .. best_renderer, best_id)
 else
@@ -175,7 +227,8 @@ else
     if best_renderer ~= '' then redis.call('HSET', jkey, 'farm_line', redis.call('INCR', 'farm:seq')) end
 end
 
-local queue_name = redis.call('HGET', jkey, 'origin') or best_source
+local queue_name = redis.call('HGET', jkey, 'origin')
+if not IS_PRIO[queue_name or ''] then queue_name = best_prio end
 if best_renderer ~= '' then
     redis.call('HSET', SLOTS, best_id, best_renderer .. '\t' .. worker .. '\t' .. now .. '\t' .. queue_name)
     redis.call('SET', 'farm:owner:' .. best_id, token)
