@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -38,6 +39,7 @@ def embedded_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield config
     for pid in redis_processes(config.socket_path):
         os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(data, ignore_errors=True)  # it holds an admin secret and a password hash
 
 
 def redis_processes(socket: Path) -> list[int]:
