@@ -43,6 +43,8 @@ RQ_TO_FARM_STATUS: dict[str, JobStatus] = {
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # renderer names and job types, as stored
 MAX_JSON_CHARS = 4 * 1024 * 1024  # a stored JSON field larger than this is not parsed
 MAX_DEPTH = 64
+RQ_INT_FIELDS = ("result_ttl", "failure_ttl", "ttl")
+RQ_TIME_FIELDS = ("created_at", "last_heartbeat")
 DISPATCHER = "farm.dispatch.run"
 
 
@@ -274,6 +276,10 @@ def read_job(job_id: str, raw: Raw) -> JobRecord:
         f.choice(keys.F_PRIORITY, _PRIORITIES) or _PRIORITIES.get(f.text("origin") or "") or Priority.MEDIUM
     )
     history = _history(f)
+    for name in RQ_INT_FIELDS:  # RQ's own fields, as Job.restore will read them
+        f.int(name, -1, 10**12)
+    for name in RQ_TIME_FIELDS:
+        f.rq_time(name)
     return JobRecord(
         id=job_id,
         exists=bool(raw),
