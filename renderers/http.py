@@ -3,7 +3,8 @@
 Services are defined only in config (``[renderers.http.services.<name>]``); job data names one
 and carries a JSON payload. Secrets come from the worker's environment (``auth_env``), never from
 job data. Status codes and transport failures map to error kinds as in SPEC §6; the pure pieces
-(``error_for_response``, ``build_body``, ``extract_id``, ``service_percent``...) are tested alone.
+live in ``renderers.http_wire``. Response bodies are read as a stream and never held past
+``limits.max_result_bytes`` (a larger answer is ``api_error``).
 """
 
 from __future__ import annotations
@@ -16,17 +17,27 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from farm.models import ErrorKind
 
 from .base import Health, Params, RenderContext, Renderer, RendererEnv, RenderError, Settings
+from .http_wire import (
+    build_body,
+    check_payload,
+    decode_answer,
+    error_for_response,
+    error_text,
+    extract_id,
+    kind_for_status,
+    service_percent,
+    shape_result,
+)
 
-ID_KEYS = ("id", "job_id", "task_id")
 DONE = frozenset({"done", "succeeded", "success", "completed", "complete", "finished"})
 FAILED = frozenset({"failed", "failure", "error", "errored", "canceled", "cancelled"})
-MAX_ERROR_CHARS = 300
 USER_AGENT = "farm-http-renderer/1"
+ERROR_BODY_BYTES = 64 * 1024  # read of an error response, for its explanation
 
 
 class ServiceSettings(BaseModel):
@@ -72,6 +83,10 @@ class ServiceSettings(BaseModel):
         return self
 
 
+def _invalid(message: str) -> RenderError:
+    return RenderError(ErrorKind.INVALID_INPUT, message)
+
+
 class HttpSettings(Settings):
     services: dict[str, ServiceSettings] = {}
     max_payload_bytes: int = Field(default=256 * 1024, gt=0)
@@ -82,137 +97,29 @@ class HttpParams(Params):
     payload: dict[str, Any] = Field(default_factory=dict, description="JSON body (see the service preset)")
 
 
-class OrchestratorPayload(BaseModel):
-    """What the seeds' orchestrator expects besides ``job_id`` (which the farm supplies)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    job_type: str | None = Field(default=None, min_length=1)  # default: the farm job's job_type
-    input: str | dict[str, Any]
-    style: str = Field(min_length=1)
-    length: int | float | str  # seconds, or a label such as "short"
-    voice: str = Field(min_length=1)
-
-    @field_validator("input")
-    @classmethod
-    def _not_empty(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
-        if not value or (isinstance(value, str) and not value.strip()):
-            raise ValueError("input must not be empty")
-        return value
+class BodyTooLarge(Exception):
+    """A response body went past the bytes ``read_body`` was allowed to keep."""
 
 
-def _invalid(message: str) -> RenderError:
-    return RenderError(ErrorKind.INVALID_INPUT, message)
+def read_body(response: httpx.Response, limit: int, *, cut: bool = False) -> bytes:
+    """Read a streamed response's body, never holding more than ``limit`` bytes of it.
 
-
-def check_payload(preset: str, payload: Mapping[str, Any], max_bytes: int) -> None:
-    """Pure checks on a job's payload: JSON-able, within size, and the preset's shape."""
-    try:
-        size = len(json.dumps(payload, allow_nan=False).encode())
-    except (TypeError, ValueError) as exc:
-        raise _invalid(f"payload is not plain JSON: {exc}") from exc
-    if size > max_bytes:
-        raise _invalid(f"payload is {size} bytes, over the {max_bytes}-byte limit")
-    if preset == "orchestrator":
-        try:
-            OrchestratorPayload.model_validate(dict(payload))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "payload"
-            raise _invalid(f"payload.{where}: {first['msg']}") from exc
-
-
-def build_body(preset: str, payload: Mapping[str, Any], job_id: str, job_type: str | None) -> dict[str, Any]:
-    """The JSON body to POST: the orchestrator contract, or the payload as is."""
-    if preset != "orchestrator":
-        return dict(payload)
-    job_type = payload.get("job_type") or job_type
-    if not job_type:
-        raise _invalid("orchestrator payload needs a job_type (none given and the job has none)")
-    keys = ("input", "style", "length", "voice")
-    return {"job_id": job_id, "job_type": job_type, **{key: payload[key] for key in keys}}
-
-
-def kind_for_status(code: int) -> ErrorKind | None:
-    """SPEC §6: 5xx → api_error, 404 → not_found, other 4xx → invalid_input (408/429 retryable)."""
-    if 200 <= code < 300:
-        return None
-    if code == 404:
-        return ErrorKind.NOT_FOUND
-    if code == 408:
-        return ErrorKind.TIMEOUT
-    if code == 429 or code >= 500 or code < 400:
-        return ErrorKind.API_ERROR
-    return ErrorKind.INVALID_INPUT
-
-
-def error_text(body: bytes) -> str:
-    """The service's explanation: JSON ``error``/``detail``/``message``, else the text, truncated."""
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text) if text[:1] in "{[" and text else None
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        for key in ("error", "detail", "message"):
-            value = data.get(key)
-            if isinstance(value, dict):
-                value = value.get("message") or value.get("detail") or json.dumps(value)
-            if isinstance(value, list):  # FastAPI-style validation errors
-                value = "; ".join(
-                    str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in value
-                )
-            if value:
-                text = str(value)
-                break
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "..."
-
-
-def error_for_response(response: httpx.Response, service: str) -> RenderError | None:
-    kind = kind_for_status(response.status_code)
-    if kind is None:
-        return None
-    try:
-        where = f"{response.request.method} {response.request.url}"
-    except RuntimeError:  # a Response built by hand has no request
-        where = "the service"
-    detail = error_text(response.content) or response.reason_phrase
-    return RenderError(kind, f"{service}: HTTP {response.status_code} from {where}: {detail}")
-
-
-def extract_id(data: Any) -> str:
-    if isinstance(data, dict):
-        for key in ID_KEYS:
-            value = data.get(key)
-            if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-                return str(value)
-    raise RenderError(ErrorKind.API_ERROR, f"async service answered without an id ({', '.join(ID_KEYS)})")
-
-
-def service_percent(data: Mapping[str, Any], percent_scale: bool = False) -> float | None:
-    """Progress a status answer reports, as 0–100. A float ≤ 1 is a fraction unless the service
-    already showed (``percent_scale``) it counts in percent."""
-    value = data.get("percent", data.get("progress"))
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if "percent" not in data and isinstance(value, float) and value <= 1.0 and not percent_scale:
-        value *= 100.0
-    return max(0.0, min(100.0, float(value)))
-
-
-def shape_result(preset: str, data: Any, service: str) -> dict[str, Any]:
-    """The job result from a final answer (a sync response or a finished status)."""
-    if preset != "orchestrator":
-        return {"outputs": [], "service": service, "response": data}
-    if isinstance(data, dict) and isinstance(data.get("result"), dict):
-        data = data["result"]
-    if not isinstance(data, dict) or not isinstance(data.get("video_url"), str) or not data["video_url"]:
-        raise RenderError(ErrorKind.API_ERROR, f"{service}: answer has no video_url: {str(data)[:200]}")
-    keys = ("video_url", "thumbnail_url", "duration", "processing_time_ms")
-    result: dict[str, Any] = {key: data.get(key) for key in keys}
-    urls = [url for url in (result["video_url"], result["thumbnail_url"]) if isinstance(url, str) and url]
-    return {"outputs": [], "urls": urls, "service": service, **result}
+    Past the limit: ``BodyTooLarge``, or with ``cut`` the first ``limit`` bytes (the rest is
+    left unread; closing the stream drops the connection)."""
+    declared = response.headers.get("Content-Length", "")
+    if not cut and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            if not cut:
+                raise BodyTooLarge
+            chunks.append(chunk[: len(chunk) - (size - limit)])
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class HttpRenderer(Renderer):
@@ -354,24 +261,28 @@ class HttpRenderer(Renderer):
                 raise RenderError(ErrorKind.TIMEOUT, f"{name}: deadline passed before {method} {url}")
             read = min(read, left)
         timeout = httpx.Timeout(read, connect=min(service.connect_timeout, read))
+        limit = ctx.env.max_result_bytes
         try:
-            response = self.client.request(
+            with self.client.stream(
                 method, url, json=body, headers=self._headers(name, service), timeout=timeout
-            )
+            ) as response:
+                failed = kind_for_status(response.status_code) is not None
+                # an error's body only explains it: read a little; an answer must fit the limit
+                content = read_body(response, ERROR_BODY_BYTES if failed else limit, cut=failed)
+        except BodyTooLarge:
+            raise RenderError(
+                ErrorKind.API_ERROR,
+                f"{name}: {method} {url} answered with a body over limits.max_result_bytes ({limit} bytes)",
+            ) from None
         except httpx.TimeoutException as exc:
             raise RenderError(ErrorKind.TIMEOUT, f"{name}: {method} {url} timed out after {read:g}s") from exc
         except httpx.HTTPError as exc:
             what = type(exc).__name__
             raise RenderError(ErrorKind.API_ERROR, f"{name}: {method} {url} failed: {what}: {exc}") from exc
-        error = error_for_response(response, name)
+        error = error_for_response(response, name, content)
         if error is not None:
             raise error
-        try:
-            return response.json()
-        except ValueError:
-            if service.preset == "generic":
-                return response.text
-            raise RenderError(ErrorKind.API_ERROR, f"{name}: {method} {url} answered with non-JSON") from None
+        return decode_answer(content, response.charset_encoding, service.preset, f"{name}: {method} {url}")
 
     def doctor(self) -> Health:
         if not self.conf.services:
@@ -381,9 +292,9 @@ class HttpRenderer(Renderer):
         for name, service in sorted(self.conf.services.items()):
             url = service.base_url + service.health_path
             try:
-                response = self.client.get(
-                    url, timeout=httpx.Timeout(5.0, connect=min(3.0, service.connect_timeout))
-                )
+                timeout = httpx.Timeout(5.0, connect=min(3.0, service.connect_timeout))
+                with self.client.stream("GET", url, timeout=timeout) as response:
+                    pass  # the status is the answer; the body is never read
             except httpx.HTTPError as exc:
                 ok = False
                 states.append(f"{name}: unreachable ({type(exc).__name__})")

@@ -4,6 +4,8 @@ Used by the manim, ffmpeg and command renderers. The child stays in the work hor
 group on purpose: the worker kills that whole group on cancel/timeout, so nothing may escape it.
 Inside the horse we also stop the child cooperatively (``ctx.cancelled()``, ``ctx.deadline``) and
 kill it, with every descendant we can find in ``/proc``, whenever the Python side gives up.
+Every child runs with ``RLIMIT_FSIZE`` = ``ctx.env.max_output_bytes`` (no file it writes grows
+past it; see ``file_size_limit``); hitting it is an ``invalid_input`` RenderError.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import codecs
 import contextlib
 import os
 import re
+import resource
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +36,10 @@ MAX_LINE_CHARS = 2000
 MAX_BUFFER_CHARS = 65536  # a "line" without a break this long is cut and emitted anyway
 DRAIN_GRACE = 2.0  # seconds to keep reading after the child exited (a grandchild may hold the pipe)
 _BREAK = re.compile(r"\r\n|\r|\n")
+_LIMIT_LOCK = threading.Lock()
+# how a tool reports hitting RLIMIT_FSIZE when it survives it: strerror(EFBIG), or a shell
+# describing a child killed by SIGXFSZ
+_OVER_LIMIT = ("File too large", "File size limit exceeded")
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,32 @@ def kill_tree(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
+@contextlib.contextmanager
+def file_size_limit(max_bytes: int) -> Iterator[None]:
+    """Lower this process's ``RLIMIT_FSIZE`` soft limit to ``max_bytes`` while a child is forked.
+
+    Why this and not ``resource.prlimit(child)`` right after Popen: a child forked under the
+    lowered limit has it before it runs a single instruction, so neither the tool nor anything it
+    starts is ever unbounded, while prlimit after Popen leaves the tool running, and free to
+    fork, unlimited for a moment (``preexec_fn`` is unsafe with the horse's threads). The cost:
+    for the milliseconds of fork/exec our own writes are bounded too. CPython ignores SIGXFSZ,
+    so such a write fails with EFBIG (the horse's flush thread catches OSError) rather than
+    killing us, and Popen's ``restore_signals`` gives the child the default SIGXFSZ back. The
+    lock keeps two runs in one process from restoring each other's limit.
+    """
+    with _LIMIT_LOCK:
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        wanted = max_bytes
+        for bound in (soft, hard):  # never raise a limit set from outside (ulimit -f)
+            if bound != resource.RLIM_INFINITY:
+                wanted = min(wanted, bound)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (wanted, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
 def _earliest(*moments: float | None) -> float | None:
     known = [moment for moment in moments if moment is not None]
     return min(known) if known else None
@@ -136,16 +170,17 @@ def run(
     started = time.monotonic()
     deadline = _earliest(ctx.deadline, started + timeout if timeout is not None else None)
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            close_fds=True,
-            pass_fds=tuple(pass_fds),
-        )
+        with file_size_limit(ctx.env.max_output_bytes):
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=dict(env) if env is not None else None,
+                close_fds=True,
+                pass_fds=tuple(pass_fds),
+            )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         raise RenderError(ErrorKind.UNKNOWN, f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
 
@@ -172,6 +207,14 @@ def run(
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+    if proc.returncode == -signal.SIGXFSZ or (
+        proc.returncode != 0 and any(marker in line for line in tail for marker in _OVER_LIMIT)
+    ):
+        raise RenderError(
+            ErrorKind.INVALID_INPUT,
+            f"{name} exceeded limits.max_output_bytes ({ctx.env.max_output_bytes} bytes): "
+            "it tried to write a larger file",
+        )
     return ProcResult(proc.returncode, tuple(tail), time.monotonic() - started)
 
 

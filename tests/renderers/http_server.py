@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ class FakeService:
     polls: dict[str, int] = field(default_factory=dict)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    endless_bytes: int = 0  # what /endless managed to send
 
     def paths(self) -> list[str]:
         with self.lock:
@@ -51,6 +54,10 @@ def _handler(service: FakeService) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
             pass
 
+        def handle(self) -> None:
+            with contextlib.suppress(ConnectionError):  # a client that hung up mid-answer, on purpose
+                super().handle()
+
         def send(self, status: int, body: Any, content_type: str = "application/json") -> None:
             data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
             self.send_response(status)
@@ -58,6 +65,22 @@ def _handler(service: FakeService) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def endless(self) -> None:
+            """200 with a body that never ends (no Content-Length: it runs until the connection
+            closes), for up to 20 s; stops when the client hangs up."""
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            chunk = b"[" * 65536
+            deadline = time.monotonic() + 20
+            with contextlib.suppress(OSError):
+                while time.monotonic() < deadline:
+                    self.wfile.write(chunk)
+                    with service.lock:
+                        service.endless_bytes += len(chunk)
 
         def record(self) -> Any:
             length = int(self.headers.get("Content-Length") or 0)
@@ -141,6 +164,12 @@ def _handler(service: FakeService) -> type[BaseHTTPRequestHandler]:
                 self.send(422, {"detail": [{"loc": ["body", "voice"], "msg": "field required"}]})
             elif path == "/e429":
                 self.send(429, {"error": {"message": "slow down"}})
+            elif path == "/big":  # a valid answer, 50 kB of it
+                self.send(200, {**_orchestrator_answer("big"), "padding": "x" * 50_000})
+            elif path == "/big-error":
+                self.send(500, {"error": "out of memory " + "x" * 1_000_000})
+            elif path == "/endless":
+                self.endless()
             elif path == "/hang":
                 service.release.wait(10)
                 self.send(200, _orchestrator_answer("late"))

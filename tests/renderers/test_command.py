@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from farm.models import ErrorKind
 from renderers import Registry
-from renderers.base import RendererEnv, RenderError
+from renderers.base import RendererEnv, RenderError, SimpleContext
 from renderers.command import CommandRenderer, CommandSettings, TemplateSettings, check_vars, fill
 from tests.renderers.conftest import ContextFactory
 
@@ -251,3 +252,14 @@ def test_path_vars_are_confined_at_render_time(
             renderer.validate({"template": "write", "vars": {**base, "script": "gone.py"}}), make_ctx()
         )
     assert caught.value.kind is ErrorKind.NOT_FOUND
+
+
+def test_output_size_is_limited(env: RendererEnv, staging: Path) -> None:
+    dd = {"argv": ["dd", "if=/dev/zero", "of={out}", "bs=64k", "count=64"], "vars": {"out": "output"}}
+    renderer = CommandRenderer(CommandSettings.model_validate({"templates": {"dd": dd}}), env)
+    ctx = SimpleContext(job_id="dd", staging_dir=staging, env=replace(env, max_output_bytes=100_000))
+    with pytest.raises(RenderError) as caught:
+        renderer.render(renderer.validate({"template": "dd", "vars": {"out": "zeros.bin"}}), ctx)
+    assert caught.value.kind is ErrorKind.INVALID_INPUT
+    assert "dd exceeded limits.max_output_bytes (100000 bytes)" in caught.value.message
+    assert (staging / "zeros.bin").stat().st_size <= 100_000

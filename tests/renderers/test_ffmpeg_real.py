@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from farm.models import ErrorKind
-from renderers.base import RenderError, SimpleContext
+from renderers.base import RendererEnv, RenderError, SimpleContext
 from renderers.ffmpeg import FfmpegRenderer, FfmpegSettings
 from renderers.proc import descendants
 from tests.renderers.conftest import ContextFactory
@@ -98,7 +99,7 @@ def test_raw_preset_with_a_filter(
 def test_corrupt_input_is_invalid_input_with_ffmpegs_message(
     renderer: FfmpegRenderer, inputs: Path, make_ctx: ContextFactory
 ) -> None:
-    (inputs / "broken.mp4").write_bytes(os.urandom(4096))
+    (inputs / "broken.mp4").write_bytes(b"this is not a video\n" * 200)  # random bytes can pass for mp3
     with pytest.raises(RenderError) as caught:
         render(renderer, make_ctx(), input="broken.mp4", output="out.mp4")
     assert caught.value.kind is ErrorKind.INVALID_INPUT
@@ -182,3 +183,23 @@ def test_doctor(renderer: FfmpegRenderer) -> None:
     health = renderer.doctor()
     assert health.ok and health.detail.startswith("ffmpeg version")
     assert not FfmpegRenderer(FfmpegSettings(executable="/nonexistent/ffmpeg")).doctor().ok
+
+
+def test_endless_output_stops_at_the_size_limit(
+    renderer: FfmpegRenderer, clips: Path, env: RendererEnv, staging: Path
+) -> None:
+    limited = replace(env, max_output_bytes=2_000_000)
+    # the deadline only bounds the damage were the limit ever missing (~100 MB/s of output)
+    ctx = SimpleContext(job_id="loop", staging_dir=staging, env=limited, deadline=time.monotonic() + 3)
+    started = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        render(
+            renderer,
+            ctx,
+            preset="raw",
+            args=["-stream_loop", "-1", "-i", "clip2.mp4", "-c", "copy", "loop.mkv"],
+        )
+    assert caught.value.kind is ErrorKind.INVALID_INPUT
+    assert "ffmpeg exceeded limits.max_output_bytes (2000000 bytes)" in caught.value.message
+    assert time.monotonic() - started < 10
+    assert list(staging.iterdir()) == []

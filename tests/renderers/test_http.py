@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,9 @@ from pydantic import ValidationError
 
 from farm.models import ErrorKind
 from renderers import Registry
-from renderers.base import RenderError, SimpleContext
-from renderers.http import (
-    HttpRenderer,
-    HttpSettings,
-    ServiceSettings,
+from renderers.base import RendererEnv, RenderError, SimpleContext
+from renderers.http import HttpRenderer, HttpSettings, ServiceSettings
+from renderers.http_wire import (
     build_body,
     check_payload,
     error_text,
@@ -29,6 +28,7 @@ from renderers.http import (
 )
 from tests.renderers.conftest import ContextFactory
 from tests.renderers.http_server import FakeService
+from tests.util import wait_for
 
 PAYLOAD = {
     "job_type": "doubt",
@@ -69,6 +69,9 @@ def settings(url: str, refused_url: str = "http://127.0.0.1:9") -> HttpSettings:
                     for name in ("e500", "e502", "e400", "e401", "e422", "e429")
                 },
                 "e404": svc(render_path="/nowhere"),
+                "big": svc(render_path="/big"),
+                "big_error": svc(render_path="/big-error"),
+                "endless": svc(preset="generic", render_path="/endless"),
                 "hang": svc(render_path="/hang", read_timeout=0.3),
                 "refused": {"base_url": refused_url, **FAST},
                 "sick": svc(health_path="/sick/health"),
@@ -477,3 +480,42 @@ def test_mock_transport_sync_and_transport_errors(tmp_path: Path, make_ctx: Cont
             with pytest.raises(RenderError) as caught:
                 render(renderer, make_ctx(), service)
             assert caught.value.kind is kind
+
+
+def small_results(env: RendererEnv, staging: Path) -> SimpleContext:
+    return SimpleContext(job_id="big", staging_dir=staging, env=replace(env, max_result_bytes=10_000))
+
+
+def test_an_answer_over_the_result_limit_is_api_error(
+    renderer: HttpRenderer, env: RendererEnv, staging: Path, make_ctx: ContextFactory
+) -> None:
+    assert render(renderer, make_ctx(), "big")["video_url"]  # under the default 1 MiB it is fine
+    with pytest.raises(RenderError) as caught:
+        render(renderer, small_results(env, staging), "big")
+    assert caught.value.kind is ErrorKind.API_ERROR
+    assert "over limits.max_result_bytes (10000 bytes)" in caught.value.message
+
+
+def test_an_endless_answer_is_cut_off_not_read(
+    renderer: HttpRenderer, http_service: FakeService, env: RendererEnv, staging: Path
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        render(renderer, small_results(env, staging), "endless")
+    assert caught.value.kind is ErrorKind.API_ERROR
+    assert "over limits.max_result_bytes" in caught.value.message
+    assert time.monotonic() - started < 3  # it hung up instead of reading on
+    wait_for(lambda: http_service.endless_bytes > 0, timeout=5, what="the server sent something")
+    sent = http_service.endless_bytes
+    time.sleep(0.3)
+    assert http_service.endless_bytes == sent  # and the server stopped sending
+
+
+def test_a_huge_error_body_still_reports_the_status(
+    renderer: HttpRenderer, env: RendererEnv, staging: Path
+) -> None:
+    with pytest.raises(RenderError) as caught:
+        render(renderer, small_results(env, staging), "big_error")
+    assert caught.value.kind is ErrorKind.API_ERROR
+    assert "HTTP 500" in caught.value.message and "out of memory" in caught.value.message
+    assert len(caught.value.message) < 600

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from farm.models import ErrorKind
-from renderers.base import RenderError
+from renderers.base import RendererEnv, RenderError, SimpleContext
 from renderers.proc import LineSplitter, descendants, run
 from tests.renderers.conftest import ContextFactory
 from tests.renderers.helpers import processes_mentioning
@@ -161,3 +163,46 @@ def test_background_grandchild_holding_the_pipe_does_not_hang(
     assert time.monotonic() - started < 5
     for pid in processes_mentioning(marker):  # clean up the deliberately orphaned sleeper
         os.kill(pid, 9)
+
+
+def limited_ctx(env: RendererEnv, staging: Path, max_bytes: int) -> SimpleContext:
+    return SimpleContext(job_id="big", staging_dir=staging, env=replace(env, max_output_bytes=max_bytes))
+
+
+def test_a_child_killed_for_a_too_large_file_is_reported(
+    env: RendererEnv, staging: Path, tmp_path: Path
+) -> None:
+    before = resource.getrlimit(resource.RLIMIT_FSIZE)
+    big = tmp_path / "big.bin"
+    with pytest.raises(RenderError) as caught:  # dd gets SIGXFSZ at the limit
+        run(["dd", "if=/dev/zero", f"of={big}", "bs=64k", "count=64"], limited_ctx(env, staging, 200_000))
+    assert caught.value.kind is ErrorKind.INVALID_INPUT
+    assert caught.value.message == (
+        "dd exceeded limits.max_output_bytes (200000 bytes): it tried to write a larger file"
+    )
+    assert big.stat().st_size <= 200_000
+    assert resource.getrlimit(resource.RLIMIT_FSIZE) == before  # ours is back as it was
+
+
+def test_a_child_told_efbig_is_reported(env: RendererEnv, staging: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"  # Python ignores SIGXFSZ: its write fails with EFBIG instead
+    code = f"open({str(big)!r}, 'wb').write(b'x' * 1_000_000)"
+    with pytest.raises(RenderError, match=r"exceeded limits.max_output_bytes \(100000 bytes\)") as caught:
+        run(py(code), limited_ctx(env, staging, 100_000))
+    assert caught.value.kind is ErrorKind.INVALID_INPUT
+    assert big.stat().st_size <= 100_000
+
+
+def test_files_under_the_limit_are_fine_and_grandchildren_inherit_it(
+    env: RendererEnv, staging: Path, tmp_path: Path
+) -> None:
+    ctx = limited_ctx(env, staging, 300_000)
+    code = f"""
+        import resource, subprocess, sys
+        open({str(tmp_path / "small.bin")!r}, 'wb').write(b'x' * 250_000)
+        show = "import resource; print(resource.getrlimit(resource.RLIMIT_FSIZE)[0])"
+        exec(show)
+        subprocess.run([sys.executable, "-c", show])
+    """
+    done = run(py(code), ctx)
+    assert done.returncode == 0 and ctx.lines == ["300000", "300000"]
