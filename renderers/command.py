@@ -40,9 +40,42 @@ from .proc import run
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _INT = re.compile(r"^[+-]?\d{1,18}$")
+MAX_INT = 10**18  # ints beyond this are refused (and their text would be too long to matter)
 MAX_STR_CHARS = 4096
-VarType = Literal["str", "int", "float", "path", "output"] | list[str]
+MAX_NUMBER_CHARS = 100
 VarValue = str | int | float
+
+
+class VarSpec(BaseModel):
+    """One var's declaration. In TOML: ``"int"`` (the shorthand), ``["low", "high"]`` (choices),
+    or a table such as ``{ type = "int", signed = true }``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["str", "int", "float", "path", "output", "choice"]
+    choices: tuple[str, ...] = ()
+    # int/float: may a negative value fill a placeholder that is a whole argument on its own
+    # (``head -n {n}``)? There "-1" would read as an option, so by default it is refused.
+    signed: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"type": value}
+        if isinstance(value, list):
+            return {"type": "choice", "choices": value}
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VarSpec:
+        if self.type == "choice" and not self.choices:
+            raise ValueError("a choice list needs at least one string")
+        if self.type != "choice" and self.choices:
+            raise ValueError("choices go with type = 'choice'")
+        if self.signed and self.type not in ("int", "float"):
+            raise ValueError("signed applies to int and float vars only")
+        return self
 
 
 class TemplateSettings(BaseModel):
@@ -51,7 +84,7 @@ class TemplateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     argv: list[str] = Field(min_length=1)
-    vars: dict[str, VarType] = {}  # name → str | int | float | path | output | [choices]
+    vars: dict[str, VarSpec] = {}  # name → "str" | "int" | "float" | "path" | "output" | [choices] | table
     timeout: float | None = Field(default=None, gt=0)  # seconds for one run
     exit_codes: dict[int, ErrorKind] = {}  # e.g. {2 = "invalid_input"}; other failures: on_error
     on_error: ErrorKind = ErrorKind.UNKNOWN
@@ -82,10 +115,11 @@ class TemplateSettings(BaseModel):
         unused = sorted(set(self.vars) - used)
         if unused:
             raise ValueError(f"vars never used in argv: {', '.join(unused)}")
-        for name, kind in self.vars.items():
-            if isinstance(kind, list) and (not kind or not all(isinstance(c, str) for c in kind)):
-                raise ValueError(f"var {name!r}: a choice list needs at least one string")
         return self
+
+    def standing_alone(self) -> frozenset[str]:
+        """Vars whose placeholder is a whole argument somewhere (``{n}``, not ``--n={n}``)."""
+        return frozenset(found.group(1) for arg in self.argv[1:] if (found := PLACEHOLDER.fullmatch(arg)))
 
 
 class CommandSettings(Settings):
@@ -103,51 +137,90 @@ def _invalid(message: str) -> RenderError:
     return RenderError(ErrorKind.INVALID_INPUT, message)
 
 
-def check_value(name: str, kind: VarType, value: Any) -> VarValue:
-    """One var's value checked against its declared type; pure."""
+def _show(value: str, limit: int = 60) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _number(name: str, spec: VarSpec, value: Any) -> int | float:
+    if spec.type == "int":
+        if isinstance(value, str) and _INT.match(value):
+            value = int(value)
+        if not isinstance(value, int):
+            raise _invalid(f"var {name!r} must be an integer")
+        if not -MAX_INT < value < MAX_INT:
+            raise _invalid(f"var {name!r} is out of range (more than 18 digits)")
+        return value
+    try:
+        if isinstance(value, str) and len(value) > MAX_NUMBER_CHARS:
+            raise ValueError(value)
+        number = float(value) if isinstance(value, int | float | str) else math.nan
+    except (ValueError, OverflowError):  # OverflowError: an int too large for a float
+        number = math.nan
+    if not math.isfinite(number):
+        raise _invalid(f"var {name!r} must be a finite number")
+    return number
+
+
+def check_value(name: str, spec: VarSpec, value: Any, *, alone: bool = False) -> VarValue:
+    """One var's value checked against its declaration; ``alone``: its placeholder is a whole
+    argument somewhere in argv. Pure."""
     if isinstance(value, bool):
         raise _invalid(f"var {name!r}: booleans are not accepted")
-    if isinstance(kind, list):
-        if not isinstance(value, str) or value not in kind:
-            raise _invalid(f"var {name!r} must be one of {', '.join(kind)}")
+    if spec.type == "choice":
+        if not isinstance(value, str) or value not in spec.choices:
+            raise _invalid(f"var {name!r} must be one of {', '.join(spec.choices)}")
         return value
-    if kind == "int":
-        if isinstance(value, int) or (isinstance(value, str) and _INT.match(value)):
-            return int(value)
-        raise _invalid(f"var {name!r} must be an integer")
-    if kind == "float":
-        try:
-            number = float(value) if isinstance(value, int | float | str) else math.nan
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number):
-            raise _invalid(f"var {name!r} must be a finite number")
+    if spec.type in ("int", "float"):
+        number = _number(name, spec, value)
+        if alone and not spec.signed and str(number).startswith("-"):
+            raise _invalid(
+                f"var {name!r} is negative ({number}) where it is a whole argument, which would read "
+                "as an option; the template must declare it signed = true to allow that"
+            )
         return number
     if not isinstance(value, str):
         raise _invalid(f"var {name!r} must be a string")
     if "\x00" in value:
         raise _invalid(f"var {name!r} contains a NUL byte")
-    if kind == "path":
+    if not _encodable(value):
+        raise _invalid(f"var {name!r} is not valid UTF-8 text: {_show(value)}")
+    if spec.type == "path":
         check_relative_or_within(value)
         return value
-    if kind == "output":
+    if spec.type == "output":
         return plain_name(value, what=f"var {name!r}")
     if value.startswith("-"):
-        raise _invalid(f"var {name!r} must not start with '-' (it could be read as an option)")
+        raise _invalid(
+            f"var {name!r} must not start with '-' (it could be read as an option): {_show(value)}"
+        )
     if len(value) > MAX_STR_CHARS:
         raise _invalid(f"var {name!r} is longer than {MAX_STR_CHARS} characters")
     return value
+
+
+def _encodable(value: str) -> bool:
+    """False for lone surrogates, which no argv can carry."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_vars(template: TemplateSettings, given: Mapping[str, Any]) -> dict[str, VarValue]:
     """All of a template's vars, checked; unknown or missing vars are refused."""
     unknown = sorted(set(given) - set(template.vars))
     if unknown:
-        raise _invalid(f"unknown vars: {', '.join(unknown)} (expected: {', '.join(sorted(template.vars))})")
+        shown = ", ".join(_show(name, 40) for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise _invalid(f"unknown vars: {shown} (expected: {', '.join(sorted(template.vars))})")
     missing = sorted(set(template.vars) - set(given))
     if missing:
         raise _invalid(f"missing vars: {', '.join(missing)}")
-    return {name: check_value(name, kind, given[name]) for name, kind in template.vars.items()}
+    alone = template.standing_alone()
+    return {
+        name: check_value(name, spec, given[name], alone=name in alone)
+        for name, spec in template.vars.items()
+    }
 
 
 def fill(argv: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -191,8 +264,8 @@ class CommandRenderer(Renderer):
         template = self.template(parsed.template)
         values = check_vars(template, parsed.vars)
         roots = self.env.input_roots if self.env is not None else ()
-        for name, kind in template.vars.items():
-            if kind == "path":
+        for name, spec in template.vars.items():
+            if spec.type == "path":
                 check_relative_or_within(str(values[name]), roots)
         return parsed
 
@@ -201,8 +274,8 @@ class CommandRenderer(Renderer):
             template = self.template(params.template)
             values = check_vars(template, params.vars)
             fds: list[int] = []
-            for name, kind in template.vars.items():
-                if kind == "path":  # the command reads the file we opened, never its name again
+            for name, spec in template.vars.items():
+                if spec.type == "path":  # the command reads the file we opened, never its name again
                     fds.append(open_confined(str(values[name]), ctx.env.input_roots))
                     opened.callback(os.close, fds[-1])
                     values[name] = fd_path(fds[-1])
@@ -219,9 +292,9 @@ class CommandRenderer(Renderer):
         staging = Path(ctx.staging_dir)
         filled: dict[str, str] = {}
         outputs: list[str] = []
-        for name, kind in template.vars.items():
+        for name, spec in template.vars.items():
             value = values[name]
-            if kind == "output":
+            if spec.type == "output":
                 outputs.append(str(value))
                 filled[name] = str(staging / str(value))
             else:

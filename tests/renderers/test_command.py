@@ -83,7 +83,8 @@ def test_check_vars_normalises_good_values() -> None:
 @pytest.mark.parametrize(
     ("change", "why"),
     [
-        ({"extra": "x"}, "unknown vars: extra"),
+        ({"extra": "x"}, "unknown vars: 'extra'"),
+        ({"bad\nname": "x"}, r"unknown vars: 'bad\\nname'"),  # one line, escaped
         ({"title": None}, "must be a string"),
         ({"title": "-rf"}, "must not start with '-'"),
         ({"title": "--output=/etc/passwd"}, "must not start with '-'"),
@@ -263,3 +264,80 @@ def test_output_size_is_limited(env: RendererEnv, staging: Path) -> None:
     assert caught.value.kind is ErrorKind.INVALID_INPUT
     assert "dd exceeded limits.max_output_bytes (100000 bytes)" in caught.value.message
     assert (staging / "zeros.bin").stat().st_size <= 100_000
+
+
+# --- negative numbers standing alone (`head {n}` with n = -1 would be the option -1) ----------
+
+SIGNS = template(
+    argv=["/usr/bin/tool", "{n}", "--offset={off}", "-x", "{x}", "{when}"],
+    vars={"n": "int", "off": "int", "x": {"type": "float", "signed": True}, "when": "float"},
+)
+
+
+@pytest.mark.parametrize(
+    ("values", "why"),
+    [
+        ({"n": -1}, "var 'n' is negative"),
+        ({"n": "-1"}, "var 'n' is negative"),
+        ({"when": -0.5}, "var 'when' is negative"),
+        ({"when": "-1e3"}, "var 'when' is negative"),
+        ({"when": -0.0}, "var 'when' is negative"),
+        ({"n": 10**18}, "out of range"),
+        ({"n": -(10**5000)}, "out of range"),  # its decimal text alone would raise ValueError
+        ({"when": 10**400}, "finite number"),  # float() of it would raise OverflowError
+        ({"when": "1" * 5000}, "finite number"),
+    ],
+)
+def test_negative_numbers_alone_need_signed(values: dict[str, Any], why: str) -> None:
+    with pytest.raises(RenderError, match=why) as caught:
+        check_vars(SIGNS, {"n": 1, "off": 0, "x": 0.0, "when": 1.0, **values})
+    assert caught.value.kind is ErrorKind.INVALID_INPUT
+    assert "\n" not in caught.value.message and len(caught.value.message) < 300
+
+
+def test_negative_numbers_pass_inside_an_argument_or_when_signed() -> None:
+    checked = check_vars(SIGNS, {"n": 3, "off": -5, "x": "-1.5", "when": 2})
+    assert checked == {"n": 3, "off": -5, "x": -1.5, "when": 2.0}
+    assert fill(SIGNS.argv, {k: str(v) for k, v in checked.items()})[1:4] == ["3", "--offset=-5", "-x"]
+
+
+def test_var_declarations_toml_shapes() -> None:
+    loaded = template(
+        argv=["tool", "{a}", "{b}", "{c}", "{d}"],
+        vars={
+            "a": "int",
+            "b": {"type": "int", "signed": True},
+            "c": ["x", "y"],
+            "d": {"type": "choice", "choices": ["z"]},
+        },
+    )
+    assert [spec.type for spec in loaded.vars.values()] == ["int", "int", "choice", "choice"]
+    assert loaded.vars["b"].signed and not loaded.vars["a"].signed
+    assert loaded.standing_alone() == {"a", "b", "c", "d"}
+    for bad, why in (
+        ({"type": "str", "signed": True}, "signed applies to int and float"),
+        ({"type": "int", "sign": True}, "Extra inputs"),
+        ({"type": "int", "choices": ["a"]}, "choices go with"),
+        ({"type": "choice"}, "choice list"),
+    ):
+        with pytest.raises(ValidationError, match=why):
+            template(argv=["tool", "{a}"], vars={"a": bad})
+
+
+def test_a_negative_var_never_reaches_head_as_an_option(
+    env: RendererEnv, inputs: Path, make_ctx: ContextFactory, staging: Path
+) -> None:
+    (inputs / "lines.txt").write_text("one\ntwo\nthree\n")
+    templates = {
+        "head": {"argv": ["head", "{n}", "{src}"], "vars": {"n": "int", "src": "path"}},
+        "lines": {
+            "argv": ["head", "-n", "{n}", "{src}"],
+            "vars": {"n": {"type": "int", "signed": True}, "src": "path"},
+        },
+    }
+    renderer = CommandRenderer(CommandSettings.model_validate({"templates": templates}), env)
+    with pytest.raises(RenderError, match="var 'n' is negative"):  # `head -1 lines.txt`
+        renderer.validate({"template": "head", "vars": {"n": -1, "src": "lines.txt"}})
+    ctx = make_ctx()  # declared signed: GNU head -n -1 means "all but the last line"
+    renderer.render(renderer.validate({"template": "lines", "vars": {"n": -1, "src": "lines.txt"}}), ctx)
+    assert ctx.lines == ["one", "two"]
