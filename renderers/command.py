@@ -2,8 +2,10 @@
 
 Job data names a template and gives its vars; it never supplies the executable or any argument the
 template does not place. Placeholders are whole ``{name}`` tokens inside argv elements, replaced
-in one pass (a value containing ``{other}`` stays literal). No shell, ever. ``fill`` and
-``check_vars`` are pure and tested without processes.
+in one pass (a value containing ``{other}`` stays literal). No shell, ever: a template whose argv
+runs one (or inline interpreter code, see ``renderers.command_shell``) loads only with
+``allow_shell = true``, and ``doctor`` then warns about it. ``fill`` and ``check_vars`` are pure
+and tested without processes.
 
 A ``path`` var names a regular file below an input root. The command gets it as
 ``/proc/self/fd/N``: the file opened (without following any symlink) when the render started,
@@ -34,7 +36,8 @@ from pydantic import (
 
 from farm.models import ErrorKind
 
-from .base import Params, RenderContext, Renderer, RenderError, Settings
+from .base import Health, Params, RenderContext, Renderer, RenderError, Settings
+from .command_shell import shell_reason
 from .paths import check_relative_or_within, fd_path, open_confined, plain_name
 from .proc import run
 
@@ -90,6 +93,7 @@ class TemplateSettings(BaseModel):
     on_error: ErrorKind = ErrorKind.UNKNOWN
     env: dict[str, str] = {}  # extra environment for the command
     progress: str | None = None  # regex whose first group is a percent, matched on output lines
+    allow_shell: bool = False  # accept an argv that runs a shell or inline interpreter code
 
     @field_validator("progress")
     @classmethod
@@ -115,7 +119,18 @@ class TemplateSettings(BaseModel):
         unused = sorted(set(self.vars) - used)
         if unused:
             raise ValueError(f"vars never used in argv: {', '.join(unused)}")
+        reason = shell_reason(self.argv)
+        if reason is not None and not self.allow_shell:
+            raise ValueError(
+                f"argv {reason}, so job data would reach a shell or inline code; "
+                "set allow_shell = true if that is really meant"
+            )
         return self
+
+    def shell_warning(self) -> str | None:
+        """What ``doctor`` says about an ``allow_shell`` template, or None."""
+        reason = shell_reason(self.argv) if self.allow_shell else None
+        return None if reason is None else f"{reason}: job data reaches a shell or inline code"
 
     def standing_alone(self) -> frozenset[str]:
         """Vars whose placeholder is a whole argument somewhere (``{n}``, not ``--n={n}``)."""
@@ -258,6 +273,17 @@ class CommandRenderer(Renderer):
             known = ", ".join(sorted(self.conf.templates)) or "none"
             raise _invalid(f"unknown command template {name!r} (configured: {known})")
         return found
+
+    def doctor(self) -> Health:
+        templates = self.conf.templates
+        if not templates:
+            return Health(True, "no templates configured")
+        warnings = [
+            f"template {name!r} {warning}"
+            for name, template in sorted(templates.items())
+            if (warning := template.shell_warning()) is not None
+        ]
+        return Health(True, "; ".join([f"{len(templates)} templates", *warnings]))
 
     def validate(self, params: Mapping[str, Any]) -> CommandParams:
         parsed = CommandParams.model_validate(dict(params))
