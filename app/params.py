@@ -22,6 +22,8 @@ def parse_params(text: str) -> dict[str, Any]:
             loaded, end = json.JSONDecoder().raw_decode(rest)
         except json.JSONDecodeError as exc:
             raise InvalidJobError(f"params JSON: {exc.msg} (column {exc.colno})") from None
+        except (ValueError, RecursionError) as exc:  # e.g. nested too deeply, a number too long
+            raise InvalidJobError(f"params JSON: {type(exc).__name__}") from None
         if not isinstance(loaded, dict):
             raise InvalidJobError("params JSON must be an object")
         params.update(loaded)
@@ -36,6 +38,6 @@ def parse_params(text: str) -> dict[str, Any]:
             raise InvalidJobError(f"params: expected key=value, got {token!r}")
         try:
             params[key] = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             params[key] = value
     return params

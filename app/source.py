@@ -21,6 +21,7 @@ from farm.connection import connect_redis
 from farm.errors import FarmUnavailableError, JobNotFoundError
 from farm.models import Caps, JobInfo, Priority, WorkerInfo
 from farm.snapshot import Snapshot, take_snapshot
+from farm.terminal import sanitized
 from renderers import Registry
 
 T = TypeVar("T")
@@ -71,17 +72,20 @@ class RedisSource:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise FarmUnavailableError(f"Redis unavailable: {reason}") from None
 
+    # What the screens show of stored data is sanitized here: job names, errors and logs are
+    # anyone's text, and a control character in them must never reach the operator's terminal.
+
     def snapshot(self) -> Snapshot:
-        return self._redis(lambda: take_snapshot(self.connection, self.config))
+        return sanitized(self._redis(lambda: take_snapshot(self.connection, self.config)))
 
     def job(self, job_id: str) -> JobInfo:
-        return self._redis(lambda: self.farm.get(job_id))
+        return sanitized(self._redis(lambda: self.farm.get(job_id)))
 
     def log_tail(self, job_id: str, lines: int = 200) -> list[str]:
-        return self._redis(lambda: self.farm.log_tail(job_id, lines))
+        return sanitized(self._redis(lambda: self.farm.log_tail(job_id, lines)))
 
     def workers(self) -> list[WorkerInfo]:
-        return self._redis(self.farm.workers)
+        return sanitized(self._redis(self.farm.workers))
 
     def submit(self, renderer: str, params: Mapping[str, Any], **options: Any) -> str:
         return self._redis(lambda: self.farm.submit(renderer, params, **options))
@@ -150,17 +154,17 @@ class FixedSource:
 
     def snapshot(self) -> Snapshot:
         self._check("")
-        return self._snapshot
+        return sanitized(self._snapshot)
 
     def job(self, job_id: str) -> JobInfo:
         self._check("")
         if job_id not in self._jobs:
             raise JobNotFoundError(f"no job {job_id!r}")
-        return self._jobs[job_id]
+        return sanitized(self._jobs[job_id])
 
     def log_tail(self, job_id: str, lines: int = 200) -> list[str]:
         self._check("")
-        return self._logs.get(job_id, [])[-lines:]
+        return sanitized(self._logs.get(job_id, [])[-lines:])
 
     def workers(self) -> list[WorkerInfo]:
         self._check("")

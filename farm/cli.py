@@ -14,6 +14,7 @@ import click
 
 from .config import FarmConfig, load_config
 from .errors import FarmError, InvalidJobError
+from .terminal import printable
 
 EXIT_FAILED_JOB = 1
 
@@ -39,12 +40,18 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"farm: error: {message}", err=True)
+    click.echo(f"farm: error: {printable(message)}", err=True)
     sys.exit(code)
 
 
+def as_json_text(value: Any) -> str:
+    """JSON for the terminal: ASCII only, so no control character in job data reaches it raw."""
+    return json.dumps(value, indent=2, ensure_ascii=True)
+
+
 class FarmGroup(click.Group):
-    """Turns FarmErrors into one line on stderr and the right exit code."""
+    """Turns FarmErrors into one line on stderr and the right exit code. Anything unexpected is
+    one line too (``-v`` shows its traceback)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -53,6 +60,13 @@ class FarmGroup(click.Group):
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if ctx.params.get("verbose"):
+                raise
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            fail(f"unexpected {type(exc).__name__}: {reason} (run with -v for details)", 1)
 
 
 @click.group(cls=FarmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -244,7 +258,7 @@ def ls(
 
     infos = obj.farm().list(status=status, priority=priority, renderer=renderer, limit=limit)
     if as_json:
-        click.echo(json.dumps([i.model_dump(mode="json") for i in infos], indent=2))
+        click.echo(as_json_text([i.model_dump(mode="json") for i in infos]))
     else:
         click.echo(job_table(infos))
 
@@ -252,7 +266,7 @@ def ls(
 def _show(info: Any, as_json: bool) -> None:
     from .cli_view import job_detail
 
-    click.echo(info.model_dump_json(indent=2) if as_json else job_detail(info))
+    click.echo(as_json_text(info.model_dump(mode="json")) if as_json else job_detail(info))
 
 
 @cli.command()
@@ -309,7 +323,7 @@ def caps(obj: Context, total: int | None, sets: tuple[str, ...], as_json: bool) 
         if total is not None or renderers
         else farm.caps()
     )
-    click.echo(result.model_dump_json(indent=2) if as_json else caps_text(result))
+    click.echo(as_json_text(result.model_dump(mode="json")) if as_json else caps_text(result))
 
 
 @cli.command()
@@ -338,7 +352,7 @@ def stats(obj: Context, as_json: bool) -> None:
     from .cli_view import stats_text
 
     result = obj.farm().stats()
-    click.echo(result.model_dump_json(indent=2) if as_json else stats_text(result))
+    click.echo(as_json_text(result.model_dump(mode="json")) if as_json else stats_text(result))
 
 
 @cli.command()
@@ -361,7 +375,18 @@ def supervisor_config(obj: Context, workers: int | None) -> None:
 
 
 def main() -> None:
-    cli(prog_name="farm")
+    """Entry point. Usage errors are one line naming the option, not Click's usage block."""
+    try:
+        cli.main(prog_name="farm", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        fail("interrupted", 130)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "farm"
+        fail(f"{where}: {exc.format_message()} (see {where} --help)", 2)
+    except click.ClickException as exc:
+        fail(exc.format_message(), exc.exit_code)
 
 
 if __name__ == "__main__":

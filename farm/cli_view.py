@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .models import Caps, FarmStats, JobInfo, JobStatus
+from .terminal import printable
 
 BAR_WIDTH = 30
 
@@ -63,6 +64,7 @@ def job_table(infos: list[JobInfo]) -> str:
                 note(i),
             )
         )
+    rows = [tuple(printable(cell) for cell in row) for row in rows]  # type: ignore[misc]
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows
@@ -99,10 +101,14 @@ def job_detail(info: JobInfo) -> str:
             f"  attempt {attempt.number}: {kind} on {attempt.worker or '-'} at {_clock(attempt.ended_at)}"
             + (f" - {(attempt.error or '').splitlines()[0]}" if attempt.error else "")
         )
-    return "\n".join(lines)
+    return printable("\n".join(lines), keep_newlines=True)
 
 
 def caps_text(caps: Caps) -> str:
+    return printable(_caps_text(caps), keep_newlines=True)
+
+
+def _caps_text(caps: Caps) -> str:
     window = f"window {caps.window.label()} in force" if caps.window else "no window in force"
     lines = [f"total       {caps.total} (effective {caps.effective_total}; {window})"]
     for name, cap in sorted(caps.renderers.items()):
@@ -114,6 +120,10 @@ def caps_text(caps: Caps) -> str:
 
 
 def stats_text(stats: FarmStats) -> str:
+    return printable(_stats_text(stats), keep_newlines=True)
+
+
+def _stats_text(stats: FarmStats) -> str:
     lines = ["             " + "  ".join(f"{p.value:>6}" for p in next(iter(stats.counts.values())))]
     for status, row in stats.counts.items():
         lines.append(f"{status.value:<12} " + "  ".join(f"{n:>6}" for n in row.values()))
@@ -151,7 +161,7 @@ def follow(farm: Any, job_id: str, out: Any = None) -> JobInfo:
     while True:
         info: JobInfo = farm.get(job_id)
         detail = info.stage if info.status is JobStatus.RUNNING else (info.wait_reason or info.status.value)
-        line = f"{bar(info.progress)} {info.progress:5.1f}% {info.status.value:<9} {detail}"[:100]
+        line = printable(f"{bar(info.progress)} {info.progress:5.1f}% {info.status.value:<9} {detail}")[:100]
         if line != last:
             out.write(("\r" + line.ljust(100)) if tty else line + "\n")
             out.flush()
@@ -161,6 +171,6 @@ def follow(farm: Any, job_id: str, out: Any = None) -> JobInfo:
                 out.write("\n")
             if info.status is not JobStatus.FINISHED:
                 kind = info.error_kind.value if info.error_kind else ""
-                out.write(f"{info.status.value}: {kind} {info.error or ''}\n")
+                out.write(printable(f"{info.status.value}: {kind} {info.error or ''}") + "\n")
             return info
         time.sleep(0.25)

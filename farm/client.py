@@ -45,7 +45,7 @@ def _without_retries(connection: Redis) -> Redis:
 
 
 def _check_id(job_id: Any) -> str:
-    if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+    if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
         raise InvalidJobError(f"not a valid job id: {job_id!r}")
     return job_id
 

@@ -235,15 +235,20 @@ def final_dir(config: FarmConfig, job_id: str) -> Path:
     return config.output_dir / job_id
 
 
-def check_outputs(config: FarmConfig, job_id: str, staging: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """The result as it will read once published: output paths under ``output_dir/<job_id>/``.
-    Checks the files the renderer listed are in its staging dir; moves nothing yet."""
+def check_outputs(
+    config: FarmConfig, job_id: str, staging: Path, result: dict[str, Any], token: str = ""
+) -> dict[str, Any]:
+    """The result as it will read once published: output paths under ``output_dir/<job_id>/``
+    (or ``<job_id>.<token>/`` when that name is taken by an older job's outputs, which are never
+    touched). Checks the files the renderer listed are in its staging dir; moves nothing yet."""
     outputs = result.get("outputs") or []
     if not isinstance(outputs, list) or not all(isinstance(name, str) for name in outputs):
         raise RenderError(ErrorKind.UNKNOWN, "renderer returned a malformed 'outputs' list")
     if not outputs:
         return {**result, "outputs": []}
     final = final_dir(config, job_id)
+    if final.exists():  # e.g. an explicit job id reused after the old job expired
+        final = config.output_dir / f"{job_id}.{token[:12] or 'new'}"
     for name in outputs:
         if not (staging / name).resolve().is_relative_to(staging.resolve()) or not (staging / name).is_file():
             raise RenderError(ErrorKind.UNKNOWN, f"renderer listed a missing output {name!r}")
@@ -257,17 +262,15 @@ def check_outputs(config: FarmConfig, job_id: str, staging: Path, result: dict[s
 
 
 def publish(config: FarmConfig, job_id: str, staging: Path, result: dict[str, Any]) -> None:
-    """Move a winning attempt's staging dir to ``output_dir/<job_id>/`` in one rename. Called only
-    after the run's end was recorded with its token; whatever stood there was nobody's win."""
+    """Move a winning attempt's staging dir to the result's ``output_dir`` in one rename. Called
+    only after the run's end was recorded with its token. Existing outputs are never replaced."""
     if not staging.exists():
         return
-    if not result.get("outputs"):
+    target = Path(str(result.get("output_dir") or ""))
+    if not result.get("outputs") or not target.is_relative_to(config.output_dir) or target.exists():
         shutil.rmtree(staging, ignore_errors=True)
         return
-    final = final_dir(config, job_id)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
+    os.replace(staging, target)
 
 
 def discard(config: FarmConfig, job_id: str, token: str) -> None:
@@ -313,7 +316,7 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
             raise RenderError(
                 ErrorKind.UNKNOWN, f"renderer {renderer!r} returned {type(result).__name__}, not a dict"
             )
-        return check_outputs(config, job.id, staging, result)
+        return check_outputs(config, job.id, staging, result, _installed.token)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

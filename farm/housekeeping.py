@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from . import dispatch, journal, keys
 from .config import FarmConfig
+from .records import read_job
 
 log = logging.getLogger("farm.housekeeping")
 
@@ -85,8 +86,10 @@ def _clean_staging(connection: Redis, config: FarmConfig, now: float) -> int:
         if owner is not None and owner.decode("utf-8", "replace") == token:
             continue  # still rendering
         won = status == b"finished" and ended_by is not None and ended_by.decode("utf-8", "replace") == token
-        if won and not dispatch.final_dir(config, job_id).exists():
-            dispatch.publish(config, job_id, path, {"outputs": [1] if result else []})
+        recorded = read_job(job_id, {keys.F_RESULT.encode(): result} if result else {}).result or {}
+        target = Path(str(recorded.get("output_dir") or ""))
+        if won and recorded.get("outputs") and not target.exists():
+            dispatch.publish(config, job_id, path, recorded)
             log.warning("housekeeping: published %s, whose owner died before renaming it", path.name)
             continue
         shutil.rmtree(path, ignore_errors=True)

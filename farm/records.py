@@ -55,7 +55,7 @@ def text(raw: Raw, field: str) -> str | None:
     return value.decode("utf-8", "replace")
 
 
-def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
+def depth(value: Any, limit: int = MAX_DEPTH) -> int:
     """Nesting depth of a decoded JSON value (stops counting past ``limit``)."""
     stack = [(value, 1)]
     deepest = 0
@@ -81,7 +81,7 @@ def safe_json(blob: bytes | str | None) -> Any:
         value = json.loads(blob)
     except (ValueError, TypeError, RecursionError) as exc:
         raise ValueError(str(exc)) from None
-    if _depth(value) > MAX_DEPTH:
+    if depth(value) > MAX_DEPTH:
         raise ValueError("nested too deeply")
     return value
 

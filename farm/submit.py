@@ -7,6 +7,7 @@ worker wake-up) in a single MULTI/EXEC, so a batch is all-or-nothing.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -25,13 +26,15 @@ from renderers import Registry, RenderError
 
 from . import keys
 from .config import FarmConfig
-from .errors import FarmUnavailableError, InvalidJobError, UnknownRendererError
+from .errors import FarmError, FarmUnavailableError, InvalidJobError, UnknownRendererError
 from .models import Priority
+from .records import depth
 from .rq_classes import DISPATCHER, FarmJob, FarmQueue
 from .timeutil import utcnow
 
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-JOB_TYPE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # always used with fullmatch
+JOB_TYPE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_PARAMS_DEPTH = 32
 MAX_TIMEOUT = 7 * 86_400
 SUBMIT_KEYS = frozenset(
     {"renderer", "params", "priority", "job_type", "name", "timeout", "max_retries", "job_id"}
@@ -81,7 +84,50 @@ def resolve_priority(config: FarmConfig, priority: Any, job_type: str | None) ->
     return config.queues.default_priority
 
 
-def build_spec(
+def build_spec(config: FarmConfig, registry: Registry, renderer: Any, params: Any, **options: Any) -> JobSpec:
+    """Check everything about a submit without touching Redis; raise InvalidJobError.
+
+    Whatever a caller passes, the answer is a JobSpec or a FarmError: an unexpected exception
+    from a check (a renderer's validator meeting a value nobody foresaw) is reported as the
+    submit's error, never passed on."""
+    try:
+        return _build_spec(config, registry, renderer, params, **options)
+    except FarmError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError, UnicodeError, LookupError) as exc:
+        raise InvalidJobError(
+            f"{renderer if isinstance(renderer, str) else 'submit'}: {_short(exc)}"
+        ) from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _check_name(config: FarmConfig, name: Any) -> None:
+    limit = config.limits.max_name_length
+    if not isinstance(name, str) or len(name) > limit:
+        raise InvalidJobError(f"name must be a string of at most {limit} chars")
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+        raise InvalidJobError("name must not contain control characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidJobError("name must be valid text (it holds a lone surrogate)") from None
+
+
+def _plain_json_size(params: Mapping[str, Any]) -> int:
+    """Bytes of ``params`` as JSON; refuses what JSON cannot carry (NaN, huge ints, deep nesting)."""
+    if depth(params) > MAX_PARAMS_DEPTH:
+        raise InvalidJobError(f"params are nested more than {MAX_PARAMS_DEPTH} levels deep")
+    try:
+        return len(json.dumps(params, allow_nan=False))
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise InvalidJobError(f"params are not plain JSON: {_short(exc)}") from None
+
+
+def _build_spec(
     config: FarmConfig,
     registry: Registry,
     renderer: Any,
@@ -94,21 +140,17 @@ def build_spec(
     max_retries: Any = None,
     job_id: Any = None,
 ) -> JobSpec:
-    """Check everything about a submit without touching Redis; raise InvalidJobError."""
     if not isinstance(renderer, str) or renderer not in registry:
         known = ", ".join(registry.names())
         raise UnknownRendererError(f"unknown renderer {renderer!r} (known: {known})")
     if not isinstance(params, Mapping):
         raise InvalidJobError(f"params must be a mapping of names to values, got {type(params).__name__}")
-    if job_type is not None and (not isinstance(job_type, str) or not JOB_TYPE_RE.match(job_type)):
+    if job_type is not None and (not isinstance(job_type, str) or not JOB_TYPE_RE.fullmatch(job_type)):
         raise InvalidJobError(f"job_type must be a short identifier, got {job_type!r}")
     if name is not None:
-        if not isinstance(name, str) or len(name) > config.limits.max_name_length:
-            raise InvalidJobError(f"name must be a string of at most {config.limits.max_name_length} chars")
-        if any(ord(c) < 32 for c in name):
-            raise InvalidJobError("name must not contain control characters")
+        _check_name(config, name)
     explicit_id = job_id is not None
-    if explicit_id and (not isinstance(job_id, str) or not JOB_ID_RE.match(job_id)):
+    if explicit_id and (not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id)):
         raise InvalidJobError(
             f"job_id must be 1-128 letters, digits, '_', '-' or '.', starting alphanumeric, got {job_id!r}"
         )
@@ -122,6 +164,7 @@ def build_spec(
         config.retry.max_retries if max_retries is None else _int_option("max_retries", max_retries, 0, 50)
     )
 
+    _plain_json_size(params)
     model = registry.get(renderer)
     try:
         parsed = model.validate(params)
@@ -161,7 +204,7 @@ def build_specs(
             raise InvalidJobError(f"request {index}: must be a dict, got {type(request).__name__}")
         unknown = set(request) - SUBMIT_KEYS
         if unknown:
-            raise InvalidJobError(f"request {index}: unknown keys {sorted(unknown)}")
+            raise InvalidJobError(f"request {index}: unknown keys {sorted(map(repr, unknown))}")
         if "renderer" not in request:
             raise InvalidJobError(f"request {index}: 'renderer' is required")
         options = {k: v for k, v in request.items() if k not in ("renderer", "params")}

@@ -23,6 +23,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from farm.errors import FarmError, InvalidJobError
 from farm.submit import JobSpec, build_spec
+from farm.terminal import printable
 from renderers import RegistryError
 
 from ..params import parse_params
@@ -160,7 +161,9 @@ class EnqueueScreen(ModalScreen[str | None]):
             )
             self.error = ""
         except (InvalidJobError, RegistryError) as exc:
-            self.error = str(exc)
+            self.error = printable(exc)
+        except Exception as exc:  # a form must never take the whole farm down with it
+            self.error = printable(f"cannot check these params: {type(exc).__name__}: {exc}")[:300]
         self._show()
         return self.spec
 

@@ -56,6 +56,7 @@ async def test_redis_killed_then_restarted(dedicated: DedicatedRedis, config):
 
         dedicated.kill()
         await until(pilot, lambda: main.link.state is LinkState.DOWN, what="disconnected state")
+        await until(pilot, lambda: "redis DISCONNECTED" in screen_text(app), what="the header says so")
         text = screen_text(app)
         assert "disconnected — retrying" in text and "last good refresh" in text
         assert "redis DISCONNECTED" in text
@@ -82,6 +83,6 @@ async def test_starts_while_redis_is_down_and_connects_when_it_comes_up(dedicate
     async with app.run_test(size=SIZE) as pilot:
         main = main_screen(app)
         await until(pilot, lambda: main.link.state is LinkState.DOWN, what="down at start")
-        assert "no good refresh yet" in screen_text(app)
+        await until(pilot, lambda: "no good refresh yet" in screen_text(app), what="the banner says so")
         dedicated.start()
         await until(pilot, lambda: main.link.up, timeout=15, what="connected")
