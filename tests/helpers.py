@@ -73,3 +73,21 @@ class StampRenderer(Renderer):
             time.sleep(0.05)
         (ctx.staging_dir / "stamp.txt").write_text(f"attempt {ctx.attempt} pid {os.getpid()}\n")
         return {"outputs": ["stamp.txt"]}
+
+
+class FillParams(Params):
+    seconds: float = 30.0
+
+
+class FillRenderer(Renderer):
+    """Writes a partial output into its staging dir, then keeps working (to be killed)."""
+
+    name = "fill"
+    Params = FillParams
+
+    def render(self, params: FillParams, ctx: RenderContext) -> dict[str, Any]:
+        (ctx.staging_dir / "half.bin").write_bytes(b"x" * 4096)
+        deadline = time.monotonic() + params.seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"outputs": ["half.bin"]}

@@ -485,3 +485,25 @@ def test_no_false_takeover_warnings_when_horses_finish(farm: Farm, procs, connec
     for job_id in ids:
         assert farm.wait(job_id, timeout=60).status is JobStatus.FINISHED
     assert "taken over" not in procs.logs()
+
+
+@pytest.mark.parametrize("ending", ["timeout", "cancel", "horse killed"])
+def test_staging_dirs_are_removed_on_every_ending(
+    make_config, connection: Redis, redis_url: str, procs, ending
+):
+    config = make_config(plugins={"fill": "tests.helpers:FillRenderer"})
+    farm = Farm(connection, config, url=redis_url)
+    worker = procs.worker("--processes", "1")
+    job_id = farm.submit("fill", {"seconds": 30}, timeout=3 if ending == "timeout" else 60, max_retries=0)
+    partial = config.output_dir / ".partial"
+    wait_for(
+        lambda: partial.exists() and any(partial.glob(f"{job_id}.*/half.bin")), timeout=20, what="staged"
+    )
+    if ending == "cancel":
+        farm.cancel(job_id)
+    elif ending == "horse killed":
+        os.kill(wait_for(lambda: faults.horse_of(worker.pid), what="horse"), signal.SIGKILL)
+    info = farm.wait(job_id, timeout=30)
+    assert info.status in (JobStatus.FAILED, JobStatus.CANCELED)
+    wait_for(lambda: not any(partial.iterdir()), timeout=5, what="staging dir removed")
+    assert not (config.output_dir / job_id).exists()
