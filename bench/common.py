@@ -126,12 +126,23 @@ def rq_burst(url: str, command: str, queues: list[str], *options: str) -> None:
     )
 
 
+def farm_command(*args: str) -> list[str]:
+    """argv of ``farm ARGS`` running this tree's farm (the ``farm`` console script would import
+    the installed one, which is another tree when the benchmarks run from an exported copy)."""
+    return [sys.executable, "-m", "farm", *args]
+
+
+def farm_env(config: Path) -> dict[str, str]:
+    return {**os.environ, "FARM_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+
+
 def farm_burst(config: Path, processes: int) -> None:
     """``farm worker --processes N --burst`` with the given config file."""
     subprocess.run(
-        [str(BIN / "farm"), "worker", "--processes", str(processes), "--burst"],
+        farm_command("worker", "--processes", str(processes), "--burst"),
         check=True,
-        env={**os.environ, "FARM_CONFIG": str(config)},
+        cwd=ROOT,
+        env=farm_env(config),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -26,7 +26,7 @@ from redis import Redis  # noqa: E402
 from rq import Queue  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
-from bench.common import private_redis, record  # noqa: E402
+from bench.common import farm_command, farm_env, private_redis, record  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -65,19 +65,19 @@ def run_farm(url: str, tmp: Path) -> float | None:
     connection.flushall()
     config = tmp / "farm.toml"
     config.write_text(f'[redis]\nurl = "{url}"\n[paths]\ndata_dir = "{tmp}"\n[caps]\nwindows = []\n')
-    env = {**os.environ, "FARM_CONFIG": str(config)}
+    env = farm_env(config)
     from farm import Farm, JobStatus
     from farm.config import load_config
 
     farm = Farm(connection, load_config(config), url=url)
     job_id = farm.submit("demo", {"duration": 300, "stages": 10})
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-    scheduler = subprocess.Popen([str(BIN / "farm"), "scheduler"], **quiet)  # type: ignore[call-overload]
-    worker = subprocess.Popen([str(BIN / "farm"), "worker", "--processes", "1"], **quiet)  # type: ignore[call-overload]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "cwd": ROOT}
+    scheduler = subprocess.Popen(farm_command("scheduler"), **quiet)  # type: ignore[call-overload]
+    worker = subprocess.Popen(farm_command("worker", "--processes", "1"), **quiet)  # type: ignore[call-overload]
     assert wait(lambda: farm.get(job_id).status is JobStatus.RUNNING, 30) is not None
     time.sleep(1)
     kill_both(worker)
-    replacement = subprocess.Popen([str(BIN / "farm"), "worker", "--processes", "1"], **quiet)  # type: ignore[call-overload]
+    replacement = subprocess.Popen(farm_command("worker", "--processes", "1"), **quiet)  # type: ignore[call-overload]
     took = wait(lambda: farm.get(job_id).attempts >= 2 or farm.get(job_id).status is JobStatus.QUEUED, 60)
     for proc in (replacement, scheduler):
         proc.send_signal(signal.SIGKILL)

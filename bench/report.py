@@ -127,6 +127,8 @@ def number(value: Any, unit: str) -> str:
         return "-"
     if isinstance(value, str):
         return value
+    if isinstance(value, int):
+        return f"{value:,} {unit}".strip()
     text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
     return f"{text} {unit}".strip()
 
@@ -147,7 +149,9 @@ def figures_table(outcomes: list[Outcome]) -> list[str]:
             farm, peer, unit = rec.get("farm"), rec.get("peer"), rec.get("unit", "")
             ratio = "-"
             if isinstance(farm, (int, float)) and isinstance(peer, (int, float)) and peer:
-                ratio = f"{farm / peer:.2f}" + (" (lower is better)" if rec.get("better") == "lower" else "")
+                share = farm / peer
+                ratio = f"{share:.2f}" if share >= 0.01 else f"1/{peer / farm:,.0f}" if farm else "0"
+                ratio += " (lower is better)" if rec.get("better") == "lower" else ""
             lines.append(
                 f"| {rec['figure']} | {number(farm, unit)} | {rec.get('peer_name', '-')} | "
                 f"{number(peer, unit)} | {ratio} | {rec.get('target') or '-'} | {verdict(rec.get('ok'))} |"
