@@ -38,7 +38,7 @@ from farm.models import ErrorKind
 
 from .base import Health, Params, RenderContext, Renderer, RenderError, Settings
 from .command_shell import shell_reason
-from .paths import check_relative_or_within, fd_path, open_confined, plain_name
+from .paths import check_relative_or_within, fd_path, is_text, open_confined, plain_name, show
 from .proc import run
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -152,10 +152,6 @@ def _invalid(message: str) -> RenderError:
     return RenderError(ErrorKind.INVALID_INPUT, message)
 
 
-def _show(value: str, limit: int = 60) -> str:
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
 def _number(name: str, spec: VarSpec, value: Any) -> int | float:
     if spec.type == "int":
         if isinstance(value, str) and _INT.match(value):
@@ -197,8 +193,8 @@ def check_value(name: str, spec: VarSpec, value: Any, *, alone: bool = False) ->
         raise _invalid(f"var {name!r} must be a string")
     if "\x00" in value:
         raise _invalid(f"var {name!r} contains a NUL byte")
-    if not _encodable(value):
-        raise _invalid(f"var {name!r} is not valid UTF-8 text: {_show(value)}")
+    if not is_text(value):
+        raise _invalid(f"var {name!r} is not valid UTF-8 text: {show(value, 60)}")
     if spec.type == "path":
         check_relative_or_within(value)
         return value
@@ -206,27 +202,18 @@ def check_value(name: str, spec: VarSpec, value: Any, *, alone: bool = False) ->
         return plain_name(value, what=f"var {name!r}")
     if value.startswith("-"):
         raise _invalid(
-            f"var {name!r} must not start with '-' (it could be read as an option): {_show(value)}"
+            f"var {name!r} must not start with '-' (it could be read as an option): {show(value, 60)}"
         )
     if len(value) > MAX_STR_CHARS:
         raise _invalid(f"var {name!r} is longer than {MAX_STR_CHARS} characters")
     return value
 
 
-def _encodable(value: str) -> bool:
-    """False for lone surrogates, which no argv can carry."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def check_vars(template: TemplateSettings, given: Mapping[str, Any]) -> dict[str, VarValue]:
     """All of a template's vars, checked; unknown or missing vars are refused."""
     unknown = sorted(set(given) - set(template.vars))
     if unknown:
-        shown = ", ".join(_show(name, 40) for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        shown = ", ".join(show(name, 40) for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         raise _invalid(f"unknown vars: {shown} (expected: {', '.join(sorted(template.vars))})")
     missing = sorted(set(template.vars) - set(given))
     if missing:

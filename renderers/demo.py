@@ -17,7 +17,10 @@ class DemoParams(Params):
     stages: int = Field(default=3, ge=1, le=100, description="number of simulated stages")
     fail_with: ErrorKind | None = Field(default=None, description="fail at the end with this error kind")
     fail_attempts: int | None = Field(
-        default=None, ge=1, description="only fail the first N attempts (then succeed); default: always"
+        default=None,
+        ge=1,
+        le=1000,
+        description="only fail the first N attempts (then succeed); default: always",
     )
 
 

@@ -22,6 +22,7 @@ import re
 from farm.models import ErrorKind
 
 from .base import RenderError
+from .paths import show
 
 # fmt: off
 # filter: (how many unnamed values it may take, the option names it may be given)
@@ -150,17 +151,13 @@ def _invalid(message: str) -> RenderError:
     return RenderError(ErrorKind.INVALID_INPUT, message)
 
 
-def _show(text: str, limit: int = 80) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
 def check_filter(item: str) -> None:
     """Vet one ``[in]name@id=args[out]`` element of a chain: its name and every option."""
     body = _TRAILING_LABELS.sub("", _LABELS.sub("", item.strip()), count=1).strip()
     head, has_args, args = body.partition("=")
     found = _FILTER.match(head.strip())
     if not found:
-        raise _invalid(f"cannot read filter {_show(item.strip())}")
+        raise _invalid(f"cannot read filter {show(item.strip())}")
     name = found.group(1)
     if name not in ALLOWED:
         raise _invalid(f"ffmpeg filter {name!r} is not allowed")
@@ -173,12 +170,12 @@ def check_filter(item: str) -> None:
         key = _KEY.match(piece)
         if key is None:
             if named_seen:
-                raise _invalid(f"filter {name!r}: unnamed value {_show(piece)} after a named option")
+                raise _invalid(f"filter {name!r}: unnamed value {show(piece)} after a named option")
             unnamed += 1
             if unnamed > unnamed_limit:
                 raise _invalid(
                     f"filter {name!r} takes at most {unnamed_limit} unnamed values; name the others "
-                    f"(as option=value) in {_show(args)}"
+                    f"(as option=value) in {show(args)}"
                 )
             continue
         named_seen = True
@@ -190,7 +187,7 @@ def check_filtergraph(graph: str) -> None:
     """Refuse a filter graph using quoting/escapes, a filter outside ``FILTERS`` or an option
     outside its filter's list."""
     if any(ch in graph for ch in "'\"\\\n\r\x00"):
-        raise _invalid(f"filter graph may not contain quotes, backslashes or line breaks: {_show(graph)}")
+        raise _invalid(f"filter graph may not contain quotes, backslashes or line breaks: {show(graph)}")
     for chain in graph.split(";"):
         for item in chain.split(","):
             check_filter(item)

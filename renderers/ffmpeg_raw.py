@@ -22,7 +22,7 @@ from farm.models import ErrorKind
 
 from .base import RenderError
 from .ffmpeg_filters import check_filtergraph
-from .paths import check_relative_or_within, plain_name
+from .paths import check_relative_or_within, is_text, plain_name, show
 
 
 class Arg(Enum):
@@ -87,15 +87,19 @@ class RawPlan:
 def check_input(value: str) -> None:
     """Lexically vet an ffmpeg input: a path, never a URL or ``proto:`` (http:, file:, concat:...)."""
     if _PROTOCOL.match(value) or "://" in value:
-        raise _invalid(f"ffmpeg inputs must be plain paths, not URLs or protocols: {value[:80]!r}")
+        raise _invalid(f"ffmpeg inputs must be plain paths, not URLs or protocols: {show(value, 80)}")
     check_relative_or_within(value)
+
+
+def _plain_text(value: object) -> bool:
+    return isinstance(value, str) and "\x00" not in value and len(value) <= MAX_VALUE_CHARS and is_text(value)
 
 
 def option_kind(arg: str) -> Arg:
     base = arg.split(":", 1)[0]
     kind = OPTIONS.get(base)
     if kind is None:
-        raise _invalid(f"ffmpeg option {arg!r} is not allowed in raw mode")
+        raise _invalid(f"ffmpeg option {show(arg, 80)} is not allowed in raw mode")
     return kind
 
 
@@ -111,8 +115,8 @@ def plan_raw(args: Sequence[str]) -> RawPlan:
     index = 0
     while index < len(args):
         arg = args[index]
-        if not isinstance(arg, str) or "\x00" in arg or len(arg) > MAX_VALUE_CHARS:
-            raise _invalid(f"bad ffmpeg argument at position {index}: {str(arg)[:80]!r}")
+        if not _plain_text(arg):
+            raise _invalid(f"bad ffmpeg argument at position {index}: {show(str(arg), 80)}")
         if not arg.startswith("-") or arg == "-":
             plain_name(arg, what="ffmpeg output name")
             outputs.append(index)
@@ -123,15 +127,22 @@ def plan_raw(args: Sequence[str]) -> RawPlan:
             index += 1
             continue
         if index + 1 >= len(args):
-            raise _invalid(f"ffmpeg option {arg!r} needs a value")
+            raise _invalid(f"ffmpeg option {show(arg, 80)} needs a value")
         value = args[index + 1]
-        if not isinstance(value, str) or "\x00" in value or len(value) > MAX_VALUE_CHARS:
-            raise _invalid(f"bad value for ffmpeg option {arg!r}")
+        if (
+            not isinstance(value, str)
+            or "\x00" in value
+            or len(value) > MAX_VALUE_CHARS
+            or not is_text(value)
+        ):
+            raise _invalid(f"bad value for ffmpeg option {show(arg, 80)}")
         if kind is Arg.INPUT:
             check_input(value)
             inputs.append(index + 1)
         elif kind is Arg.FORMAT and value not in FORMATS:
-            raise _invalid(f"ffmpeg format {value!r} is not allowed (allowed: {', '.join(sorted(FORMATS))})")
+            raise _invalid(
+                f"ffmpeg format {show(value, 80)} is not allowed (allowed: {', '.join(sorted(FORMATS))})"
+            )
         elif kind is Arg.FILTER:
             check_filtergraph(value)
         elif arg == "-t" and _DURATION.match(value) and math.isfinite(float(value)):

@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from farm.models import ErrorKind
 
 from .base import RenderError
+from .paths import is_text, show
 
 ID_KEYS = ("id", "job_id", "task_id")
 MAX_ERROR_CHARS = 300
+MAX_JSON_DEPTH = 64  # for payloads and answers; real ones are a few levels deep
 
 
 class OrchestratorPayload(BaseModel):
@@ -42,12 +44,28 @@ def _invalid(message: str) -> RenderError:
     return RenderError(ErrorKind.INVALID_INPUT, message)
 
 
+def check_tree(value: Any, *, max_depth: int = MAX_JSON_DEPTH, what: str = "payload") -> None:
+    """Refuse JSON nested deeper than ``max_depth`` (``json.dumps`` would hit Python's recursion
+    limit) or holding text no JSON body can carry (lone surrogates); walks without recursion."""
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth >= max_depth:
+                raise _invalid(f"{what} is nested more than {max_depth} levels deep")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else list(item)
+            todo.extend((child, depth + 1) for child in children)
+        elif isinstance(item, str) and not is_text(item):
+            raise _invalid(f"{what} holds text that is not valid UTF-8: {show(item, 60)}")
+
+
 def check_payload(preset: str, payload: Mapping[str, Any], max_bytes: int) -> None:
     """Pure checks on a job's payload: JSON-able, within size, and the preset's shape."""
+    check_tree(payload)
     try:
         size = len(json.dumps(payload, allow_nan=False).encode())
-    except (TypeError, ValueError) as exc:
-        raise _invalid(f"payload is not plain JSON: {exc}") from exc
+    except (TypeError, ValueError) as exc:  # ValueError: NaN, or an int past 4300 digits
+        raise _invalid(f"payload is not plain JSON: {str(exc)[:200]}") from exc
     if size > max_bytes:
         raise _invalid(f"payload is {size} bytes, over the {max_bytes}-byte limit")
     if preset == "orchestrator":
@@ -56,7 +74,7 @@ def check_payload(preset: str, payload: Mapping[str, Any], max_bytes: int) -> No
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "payload"
-            raise _invalid(f"payload.{where}: {first['msg']}") from exc
+            raise _invalid(f"payload.{show(where, 80)[1:-1]}: {first['msg']}") from exc
 
 
 def build_body(preset: str, payload: Mapping[str, Any], job_id: str, job_type: str | None) -> dict[str, Any]:
@@ -88,7 +106,7 @@ def error_text(body: bytes) -> str:
     text = body.decode("utf-8", "replace").strip()
     try:
         data = json.loads(text) if text[:1] in "{[" and text else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or JSON nested past Python's recursion limit
         data = None
     if isinstance(data, dict):
         for key in ("error", "detail", "message"):
@@ -157,7 +175,7 @@ def shape_result(preset: str, data: Any, service: str) -> dict[str, Any]:
 def decode_answer(content: bytes, charset: str | None, preset: str, what: str) -> Any:
     """A successful answer's body: JSON, or for ``generic`` services plain text as well."""
     try:
-        return json.loads(content)
+        data = json.loads(content)
     except RecursionError:
         raise RenderError(ErrorKind.API_ERROR, f"{what} answered with JSON nested too deeply") from None
     except ValueError:
@@ -167,3 +185,8 @@ def decode_answer(content: bytes, charset: str | None, preset: str, what: str) -
             except LookupError:  # a charset Python does not know
                 return content.decode("utf-8", errors="replace")
         raise RenderError(ErrorKind.API_ERROR, f"{what} answered with non-JSON") from None
+    try:  # the answer becomes the job's result, which the farm stores as JSON
+        check_tree(data, what="the answer")
+    except RenderError as exc:
+        raise RenderError(ErrorKind.API_ERROR, f"{what}: {exc.message}") from None
+    return data

@@ -31,18 +31,29 @@ def _invalid(message: str) -> RenderError:
     return RenderError(ErrorKind.INVALID_INPUT, message)
 
 
-def _show(path: str) -> str:
-    shown = path if len(path) <= 200 else path[:200] + "..."
-    return repr(shown)
+def show(text: str, limit: int = 200) -> str:
+    """``text`` quoted for a one-line message: escaped (repr) and cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def is_text(value: str) -> bool:
+    """False when ``value`` holds lone surrogates, which no argv, file name or JSON body can carry."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _basic_checks(path_str: str) -> None:
     if not isinstance(path_str, str) or not path_str.strip():
         raise _invalid("empty path")
     if "\x00" in path_str:
-        raise _invalid(f"path contains a NUL byte: {_show(path_str)}")
+        raise _invalid(f"path contains a NUL byte: {show(path_str)}")
+    if not is_text(path_str):
+        raise _invalid(f"path is not valid UTF-8 text: {show(path_str)}")
     if len(path_str) > MAX_PATH_CHARS:
-        raise _invalid(f"path is longer than {MAX_PATH_CHARS} characters: {_show(path_str)}")
+        raise _invalid(f"path is longer than {MAX_PATH_CHARS} characters: {show(path_str)}")
 
 
 def _escapes(parts: Sequence[str]) -> bool:
@@ -75,11 +86,11 @@ def check_relative_or_within(path_str: str, roots: Sequence[Path] = ()) -> PureP
     pure = PurePosixPath(path_str)
     if not pure.is_absolute():
         if _escapes(pure.parts):
-            raise _invalid(f"path escapes its root with '..': {_show(path_str)}")
+            raise _invalid(f"path escapes its root with '..': {show(path_str)}")
         return PurePosixPath(posixpath.normpath(path_str))
     normal = PurePosixPath(posixpath.normpath(path_str))
     if roots and not any(_within(normal, PurePosixPath(posixpath.normpath(str(r)))) for r in roots):
-        raise _invalid(f"absolute path is outside the input roots: {_show(path_str)}")
+        raise _invalid(f"absolute path is outside the input roots: {show(path_str)}")
     return normal
 
 
@@ -93,7 +104,7 @@ def _below_root(raw: str, roots: Sequence[Path]) -> tuple[Path, tuple[str, ...]]
         for form in (PurePosixPath(posixpath.normpath(str(root))), PurePosixPath(Path(root).resolve())):
             if _within(normal, form):
                 return root, normal.relative_to(form).parts
-    raise _invalid(f"absolute path is outside the input roots: {_show(raw)}")
+    raise _invalid(f"absolute path is outside the input roots: {show(raw)}")
 
 
 def _open_error(exc: OSError, raw: str, dir_fd: int, part: str) -> RenderError:
@@ -102,10 +113,10 @@ def _open_error(exc: OSError, raw: str, dir_fd: int, part: str) -> RenderError:
     except OSError:
         is_link = False
     if is_link or exc.errno == errno.ELOOP:
-        return _invalid(f"symlinks are not allowed below an input root: {_show(raw)} (at {_show(part)})")
+        return _invalid(f"symlinks are not allowed below an input root: {show(raw)} (at {show(part)})")
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        return RenderError(ErrorKind.NOT_FOUND, f"input not found: {_show(raw)}")
-    return _invalid(f"cannot open input {_show(raw)}: {exc.strerror or exc}")
+        return RenderError(ErrorKind.NOT_FOUND, f"input not found: {show(raw)}")
+    return _invalid(f"cannot open input {show(raw)}: {exc.strerror or exc}")
 
 
 def open_confined(path: str | os.PathLike[str], roots: Sequence[Path], *, directory: bool = False) -> int:
@@ -122,13 +133,13 @@ def open_confined(path: str | os.PathLike[str], roots: Sequence[Path], *, direct
     """
     raw = os.fspath(path)
     if not roots:
-        raise _invalid(f"no input roots are configured, refusing {_show(raw)}")
+        raise _invalid(f"no input roots are configured, refusing {show(raw)}")
     root, parts = _below_root(raw, roots)
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise RenderError(
-            ErrorKind.NOT_FOUND, f"input root {_show(str(root))} cannot be opened: {exc}"
+            ErrorKind.NOT_FOUND, f"input root {show(str(root))} cannot be opened: {exc}"
         ) from None
     try:
         for index, part in enumerate(parts):
@@ -140,7 +151,7 @@ def open_confined(path: str | os.PathLike[str], roots: Sequence[Path], *, direct
             os.close(fd)
             fd = next_fd
         if not directory and not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _invalid(f"input is not a regular file: {_show(raw)}")
+            raise _invalid(f"input is not a regular file: {show(raw)}")
         return fd
     except BaseException:
         os.close(fd)
@@ -214,17 +225,19 @@ def plain_name(name: str, *, what: str = "output name") -> str:
     if not isinstance(name, str) or not name.strip():
         raise _invalid(f"empty {what}")
     if "\x00" in name:
-        raise _invalid(f"{what} contains a NUL byte: {_show(name)}")
+        raise _invalid(f"{what} contains a NUL byte: {show(name)}")
     if "/" in name or "\\" in name:
-        raise _invalid(f"{what} must be a plain file name without directories: {_show(name)}")
+        raise _invalid(f"{what} must be a plain file name without directories: {show(name)}")
     if name in (".", ".."):
-        raise _invalid(f"{what} must be a plain file name: {_show(name)}")
+        raise _invalid(f"{what} must be a plain file name: {show(name)}")
     if name.startswith("-"):
-        raise _invalid(f"{what} must not start with '-': {_show(name)}")
+        raise _invalid(f"{what} must not start with '-': {show(name)}")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise _invalid(f"{what} contains control characters: {_show(name)}")
-    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
-        raise _invalid(f"{what} is longer than {MAX_NAME_BYTES} bytes: {_show(name)}")
+        raise _invalid(f"{what} contains control characters: {show(name)}")
+    if not is_text(name):
+        raise _invalid(f"{what} is not valid UTF-8 text: {show(name)}")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise _invalid(f"{what} is longer than {MAX_NAME_BYTES} bytes: {show(name)}")
     return name
 
 

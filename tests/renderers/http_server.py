@@ -168,6 +168,12 @@ def _handler(service: FakeService) -> type[BaseHTTPRequestHandler]:
                 self.send(200, {**_orchestrator_answer("big"), "padding": "x" * 50_000})
             elif path == "/big-error":
                 self.send(500, {"error": "out of memory " + "x" * 1_000_000})
+            elif path == "/deep":  # valid JSON past Python's recursion limit
+                self.send(200, "[" * 100_000 + "]" * 100_000)
+            elif path == "/deepish":
+                self.send(200, "[" * 100 + "]" * 100)
+            elif path == "/deep-error":
+                self.send(500, "[" * 100_000 + "]" * 100_000)
             elif path == "/endless":
                 self.endless()
             elif path == "/hang":

@@ -255,6 +255,10 @@ def test_raw_plan_finds_inputs_outputs_and_limit() -> None:
         (["-i", "a.mp4", "-vf", "scale='iw/2':-2", "o.mp4"], "quotes"),
         (["-i", "a.mp4", "-vf", "scale=iw/2\\:x", "o.mp4"], "quotes"),
         (["-i", "a\x00.mp4", "o.mp4"], "bad value"),
+        (["-i", "a\ud800.mp4", "o.mp4"], "bad value"),
+        (["-i", "a.mp4", "-metadata", "title=\udcff", "o.mp4"], "bad value"),
+        (["-i", "a.mp4", "o\ud800.mp4"], "bad ffmpeg argument"),
+        (["-i", "a.mp4", "-" + "x" * 1999, "o.mp4"], "not allowed"),
         ([], "non-empty"),
     ],
 )

@@ -70,6 +70,8 @@ def settings(url: str, refused_url: str = "http://127.0.0.1:9") -> HttpSettings:
                 },
                 "e404": svc(render_path="/nowhere"),
                 "big": svc(render_path="/big"),
+                **{name: svc(preset="generic", render_path=f"/{name}") for name in ("deep", "deepish")},
+                "deep_error": svc(render_path="/deep-error"),
                 "big_error": svc(render_path="/big-error"),
                 "endless": svc(preset="generic", render_path="/endless"),
                 "hang": svc(render_path="/hang", read_timeout=0.3),
@@ -519,3 +521,48 @@ def test_a_huge_error_body_still_reports_the_status(
     assert caught.value.kind is ErrorKind.API_ERROR
     assert "HTTP 500" in caught.value.message and "out of memory" in caught.value.message
     assert len(caught.value.message) < 600
+
+
+def deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        ({"a": deep(100)}, "nested more than 64 levels"),
+        ({"a": deep(100_000)}, "nested more than 64 levels"),  # json.dumps: RecursionError
+        ({"a": {"b": "\ud800"}}, "not valid UTF-8"),  # httpx could not encode the body
+        ({"\udcff": 1}, "not valid UTF-8"),
+        ({"a": 10**5000}, "not plain JSON"),  # json.dumps: ValueError past 4300 digits
+        ({"a": float("nan")}, "not plain JSON"),
+    ],
+)
+def test_hostile_payloads_are_invalid_input(payload: dict[str, Any], why: str) -> None:
+    with pytest.raises(RenderError, match=why) as caught:
+        check_payload("generic", payload, 10**9)
+    assert caught.value.kind is ErrorKind.INVALID_INPUT and "\n" not in caught.value.message
+
+
+def test_orchestrator_payload_errors_stay_on_one_line() -> None:
+    with pytest.raises(RenderError) as caught:
+        check_payload("orchestrator", {**PAYLOAD, "bad\nkey": 1}, 10**6)
+    assert "\n" not in caught.value.message and "bad\\nkey" in caught.value.message
+
+
+@pytest.mark.parametrize(("service", "why"), [("deep", "nested too deeply"), ("deepish", "more than 64")])
+def test_answers_nested_too_deep_are_api_error(
+    renderer: HttpRenderer, make_ctx: ContextFactory, service: str, why: str
+) -> None:
+    with pytest.raises(RenderError, match=why) as caught:
+        render(renderer, make_ctx(), service, {"x": 1})
+    assert caught.value.kind is ErrorKind.API_ERROR
+
+
+def test_a_deep_error_body_still_reports_the_status(renderer: HttpRenderer, make_ctx: ContextFactory) -> None:
+    with pytest.raises(RenderError, match="HTTP 500") as caught:
+        render(renderer, make_ctx(), "deep_error")
+    assert caught.value.kind is ErrorKind.API_ERROR

@@ -130,6 +130,7 @@ def test_params_defaults() -> None:
         {"script": "scenes/../../outside.py"},
         {"script": "scenes/intro.txt"},
         {"script": "scenes/\x00.py"},
+        {"script": "scenes/\ud800.py"},  # manim's argv could not carry it
         {"script": ""},
         {"quality": "ultra"},
         {"format": "avi"},

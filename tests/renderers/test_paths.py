@@ -51,6 +51,7 @@ def test_lexical_accepts_paths_inside(given: str, expected: str) -> None:
         "",
         "   ",
         "ok\x00.py",
+        "lone\ud800surrogate.py",  # no file name or argv can carry it
         "x" * 5000,
     ],
 )
@@ -223,7 +224,21 @@ def test_plain_name_accepts_literal_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", " ", "a/b.mp4", "../x.mp4", "/tmp/x.mp4", ".", "..", "-y", "--help", "a\x00b", "a\nb", "x" * 300],
+    [
+        "",
+        " ",
+        "a/b.mp4",
+        "../x.mp4",
+        "/tmp/x.mp4",
+        ".",
+        "..",
+        "-y",
+        "--help",
+        "a\x00b",
+        "a\nb",
+        "x" * 300,
+        "\udcff.mp4",
+    ],
 )
 def test_plain_name_refuses_directories_options_and_control_chars(name: str) -> None:
     with pytest.raises(RenderError) as caught:
