@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from farm.models import ErrorKind
 from renderers import Registry
-from renderers.base import Health, RendererEnv, RenderError, SimpleContext
+from renderers.base import RendererEnv, RenderError, SimpleContext
 from renderers.command import CommandRenderer, CommandSettings, TemplateSettings, check_vars, fill
 from tests.renderers.conftest import ContextFactory
 
@@ -346,76 +346,3 @@ def test_a_negative_var_never_reaches_head_as_an_option(
     ctx = make_ctx()  # declared signed: GNU head -n -1 means "all but the last line"
     renderer.render(renderer.validate({"template": "lines", "vars": {"n": -1, "src": "lines.txt"}}), ctx)
     assert ctx.lines == ["one", "two"]
-
-
-# --- templates that hand job data to a shell or inline code ------------------------------------
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["sh", "-c", "echo {x}"],
-        ["/bin/sh", "-c", "echo {x}"],
-        ["bash", "script.sh", "{x}"],  # a shell script still parses its arguments in a shell
-        ["/usr/bin/zsh", "-c", "print {x}"],
-        ["busybox", "sh", "-c", "echo {x}"],
-        ["fish", "-c", "echo {x}"],
-        ["tcsh", "-c", "echo {x}"],
-        ["ssh", "render-box", "convert {x}"],
-        ["env", "sh", "-c", "echo {x}"],
-        ["/usr/bin/env", "-i", "PATH=/bin", "bash", "-c", "echo {x}"],
-        ["env", "-S", "sh -c 'echo {x}'"],
-        ["nice", "-n", "5", "sh", "-c", "echo {x}"],
-        ["timeout", "10", "/usr/bin/python3", "-c", "print('{x}')"],
-        ["xargs", "sh", "-c", "echo {x}"],
-        ["find", "/srv", "-name", "{x}", "-exec", "sh", "-c", "cat $0", "{}", ";"],
-        ["python3", "-c", "print('{x}')"],
-        ["/usr/local/bin/python3.11", "-Ic", "print('{x}')"],
-        ["python", "-cprint('{x}')"],
-        ["pypy3", "-c", "{x}"],
-        ["perl", "-e", "print '{x}'"],
-        ["perl", "-ne", "print if /{x}/"],
-        ["ruby", "-e", "puts '{x}'"],
-        ["node", "-e", "console.log('{x}')"],
-        ["node", "--eval=console.log('{x}')"],
-        ["php", "-r", "echo '{x}';"],
-        ["Rscript", "-e", "print('{x}')"],
-        ["awk", '{print $1, "{x}"}', "file.txt"],
-        ["gawk", "-v", "x={x}", "BEGIN {print x}"],
-        ["sed", "-e", "s/a/{x}/", "file.txt"],
-    ],
-)
-def test_shell_templates_need_allow_shell(argv: list[str]) -> None:
-    with pytest.raises(ValidationError, match="allow_shell = true"):
-        template(argv=argv, vars={"x": "str"})
-    assert template(argv=argv, vars={"x": "str"}, allow_shell=True).shell_warning()
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["python3", "render.py", "{x}"],
-        ["/usr/bin/python3", "-u", "-m", "mytool", "{x}"],
-        ["perl", "script.pl", "{x}"],
-        ["awk", "-f", "prog.awk", "{x}"],
-        ["node", "app.js", "{x}"],
-        ["env", "OMP_NUM_THREADS=4", "blender", "-b", "{x}"],
-        ["ffmpeg", "-i", "{x}", "out.mp4"],
-        ["nice", "-n", "10", "convert", "{x}", "out.png"],
-        ["/opt/shell-tools/render", "{x}"],  # "shell" in a folder name is not a shell
-    ],
-)
-def test_ordinary_templates_load_without_a_word(argv: list[str]) -> None:
-    assert template(argv=argv, vars={"x": "str"}).shell_warning() is None
-
-
-def test_doctor_warns_about_allowed_shell_templates() -> None:
-    templates = {
-        "echo": {"argv": ["sh", "-c", 'echo "$1"', "echo", "{x}"], "vars": {"x": "str"}, "allow_shell": True},
-        "copy": {"argv": ["cp", "{src}", "{out}"], "vars": {"src": "path", "out": "output"}},
-    }
-    renderer = Registry(settings={"command": {"templates": templates}}).get("command")
-    health = renderer.doctor()
-    assert health.ok
-    assert health.detail == "2 templates; template 'echo' runs sh: job data reaches a shell or inline code"
-    assert CommandRenderer().doctor() == Health(True, "no templates configured")

@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 from farm.models import ErrorKind
 from renderers.base import RendererEnv, RenderError
-from renderers.ffmpeg import FfmpegParams, FfmpegRenderer, FfmpegSettings
+from renderers.ffmpeg import FfmpegRenderer, FfmpegSettings
 from renderers.ffmpeg_filters import ALLOWED, COMMON_OPTIONS
+from renderers.ffmpeg_params import FfmpegParams
 from tests.renderers.conftest import ContextFactory
 from tests.renderers.helpers import ffprobe_json
 

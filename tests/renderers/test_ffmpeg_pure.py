@@ -11,13 +11,13 @@ from pydantic import ValidationError
 from farm.models import ErrorKind
 from renderers.base import RendererEnv, RenderError
 from renderers.ffmpeg import (
-    FfmpegParams,
     FfmpegRenderer,
     build_argv,
     classify_failure,
     concat_list,
     parse_progress,
 )
+from renderers.ffmpeg_params import FfmpegParams
 from renderers.ffmpeg_raw import check_filtergraph, plan_raw
 
 IN = Path("/in/clip.mp4")
