@@ -169,19 +169,18 @@ def snapshot(fd: int, dest: Path, *, max_bytes: int) -> int:
 
     For tools that need a real path of their own (manim imports the script by name).
     """
-    out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    created = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     copied = 0
     try:
-        while chunk := os.pread(fd, 1 << 20, copied):
-            copied += len(chunk)
-            if copied > max_bytes:
-                raise _invalid(f"{dest.name!r} is larger than {max_bytes} bytes")
-            os.write(out, chunk)
+        with os.fdopen(created, "wb") as out:
+            while chunk := os.pread(fd, 1 << 20, copied):
+                copied += len(chunk)
+                if copied > max_bytes:
+                    raise _invalid(f"{show(dest.name)} is larger than {max_bytes} bytes")
+                out.write(chunk)
     except BaseException:
-        os.close(out)
         dest.unlink(missing_ok=True)
         raise
-    os.close(out)
     return copied
 
 
