@@ -22,7 +22,7 @@ from redis import Redis
 
 from farm.client import Farm
 from farm.config import FarmConfig, parse_config
-from farm.embedded import start_scratch_server
+from farm.embedded import read_admin_url, start_scratch_server
 from tests.util import wait_for
 
 FAST_CONFIG: dict[str, Any] = {
@@ -34,18 +34,31 @@ FAST_CONFIG: dict[str, Any] = {
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    proc, url = start_scratch_server(Path(tempfile.mkdtemp(prefix="farm-test-redis-")))
+def redis_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="farm-test-redis-"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_dir: Path) -> Iterator[str]:
+    """The session's redis-server. Its URL opens the same restricted user as the embedded Redis's
+    (no CONFIG, FLUSHALL, KEYS...), so the whole suite proves the farm needs nothing more."""
+    proc, url = start_scratch_server(redis_dir, restricted=True)
     yield url
     proc.terminate()
     proc.wait(timeout=10)
 
 
 @pytest.fixture
-def redis_url(redis_server: str) -> str:
-    client = Redis.from_url(redis_server)
-    client.flushall()
+def admin(redis_server: str, redis_dir: Path) -> Iterator[Redis]:
+    """An unrestricted client, for what only a test does (flushing the database)."""
+    client = Redis.from_url(read_admin_url(redis_dir))
+    yield client
     client.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: str, admin: Redis) -> str:
+    admin.flushall()
     return redis_server
 
 

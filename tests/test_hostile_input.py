@@ -61,7 +61,7 @@ def deep(levels: int) -> object:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(renderer=renderers, params=st.dictionaries(odd_text, values, max_size=5), opts=options)
 def test_fuzzed_submits_raise_only_farm_errors_and_write_nothing(
-    farm: Farm, connection: Redis, renderer, params, opts
+    farm: Farm, connection: Redis, admin: Redis, renderer, params, opts
 ):
     before = keyspace(connection)
     try:
@@ -70,7 +70,7 @@ def test_fuzzed_submits_raise_only_farm_errors_and_write_nothing(
         assert keyspace(connection) == before
     else:
         assert farm.get(job_id).renderer == renderer
-        connection.flushall()
+        admin.flushall()
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ cli_words = st.text(alphabet=string.printable + "é\u202e", max_size=12)
         max_size=6,
     )
 )
-def test_fuzzed_cli_submits_answer_in_one_line(farm: Farm, connection: Redis, args):
+def test_fuzzed_cli_submits_answer_in_one_line(farm: Farm, connection: Redis, admin: Redis, args):
     before = keyspace(connection)
     out = farm_cli("submit", "demo", *args)
     assert "Traceback" not in out.stderr
@@ -125,7 +125,7 @@ def test_fuzzed_cli_submits_answer_in_one_line(farm: Farm, connection: Redis, ar
         assert out.stderr.startswith("farm: error:") and out.stderr.count("\n") == 1, out.stderr
         assert keyspace(connection) == before
     else:
-        connection.flushall()
+        admin.flushall()
 
 
 @pytest.mark.parametrize(

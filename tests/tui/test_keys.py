@@ -56,7 +56,7 @@ async def test_invalid_params_show_inline_and_enqueue_nothing(live_app, connecti
     app = live_app()
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
-        before = sorted(connection.keys("*"))
+        before = sorted(connection.scan_iter("*"))
         await pilot.press("n")
         await until(pilot, lambda: isinstance(app.screen, EnqueueScreen))
         await type_text(pilot, "duration=-1 x=1")
@@ -70,7 +70,7 @@ async def test_invalid_params_show_inline_and_enqueue_nothing(live_app, connecti
         assert "✗ demo params: duration: Input should be greater than or equal to 0" in screen_text(app)
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
-        assert sorted(connection.keys("*")) == before
+        assert sorted(connection.scan_iter("*")) == before
 
 
 async def test_cancel_asks_first_and_cancels_in_redis(live_app, farm: Farm):
