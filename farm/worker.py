@@ -577,15 +577,24 @@ class FarmWorker(Worker):
         finally:
             cell.ending()
             lease.reap_guard(guard)
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:  # e.g. a result that is not JSON-able
-            message = f"could not record the render's result: {exc}"
+        problem = self._unstorable(result)
+        if problem is not None:
             dispatch.discard(self.config, run.job_id, run.token)
-            entry = journal.Entry(run, "failed", kind=ErrorKind.UNKNOWN, error=message)
+            entry = journal.Entry(run, "failed", kind=ErrorKind.UNKNOWN, error=problem)
             self._record_end(run, entry, execution, job)
             return False
         return self._record_end(run, journal.Entry(run, "finished", result=result), execution, job)
+
+    def _unstorable(self, result: Any) -> str | None:
+        """Why a render's result cannot be stored in Redis, or None."""
+        try:
+            size = len(json.dumps(result, allow_nan=False).encode("utf-8", "surrogatepass"))
+        except (TypeError, ValueError, RecursionError) as exc:  # e.g. a result that is not JSON-able
+            return f"could not record the render's result: {exc}"
+        limit = self.config.limits.max_result_bytes
+        if size > limit:
+            return f"the render's result is {size} bytes, over limits.max_result_bytes ({limit})"
+        return None
 
     def _spawns_subprocesses(self, renderer: str) -> bool:
         try:

@@ -91,3 +91,18 @@ class FillRenderer(Renderer):
         while time.monotonic() < deadline:
             time.sleep(0.05)
         return {"outputs": ["half.bin"]}
+
+
+class BigParams(Params):
+    size: int = 10
+
+
+class BigResultRenderer(Renderer):
+    """Returns a result of ``size`` bytes of text (to test the stored-result bound)."""
+
+    name = "big"
+    Params = BigParams
+    subprocesses = False
+
+    def render(self, params: BigParams, ctx: RenderContext) -> dict[str, Any]:
+        return {"outputs": [], "blob": "x" * params.size}

@@ -184,3 +184,19 @@ def test_cli_unexpected_errors_are_one_line_without_traceback(tmp_path):
         [sys.executable, "-m", "farm", "--config", str(bad), "ls"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 4 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_results_stored_in_redis_are_bounded(make_config, connection: Redis, redis_url: str):
+    from tests.conftest import run_burst
+
+    config = make_config(
+        plugins={"big": "tests.helpers:BigResultRenderer"}, limits={"max_result_bytes": 10_000}
+    )
+    farm = Farm(connection, config, url=redis_url)
+    small = farm.submit("big", {"size": 100})
+    huge = farm.submit("big", {"size": 5_000_000}, max_retries=0)
+    run_burst(config, redis_url)
+    assert farm.get(small).status is JobStatus.FINISHED
+    info = farm.get(huge)
+    assert info.status is JobStatus.FAILED and "max_result_bytes" in (info.error or "")
+    assert len(connection.hget(f"rq:job:{huge}", "farm_result") or b"") < 10_000
