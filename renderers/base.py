@@ -104,6 +104,9 @@ class Renderer(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[_ParamsModel]]
     Settings: ClassVar[type[_SettingsModel]] = Settings
+    # Does render() start subprocesses? Then the work horse runs a guard process beside it that
+    # kills them if the run loses its lease while the horse itself is stopped (farm/lease.py).
+    subprocesses: ClassVar[bool] = True
 
     def __init__(self, settings: _SettingsModel | None = None, env: RendererEnv | None = None) -> None:
         self.settings = settings if settings is not None else type(self).Settings()

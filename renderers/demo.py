@@ -29,6 +29,7 @@ STAGE_NAMES = ("prepare", "layout", "animate", "encode", "mux", "publish")
 
 class DemoRenderer(Renderer):
     name = "demo"
+    subprocesses = False  # pure Python: stopping the horse stops it
     Params = DemoParams
 
     def render(self, params: DemoParams, ctx: RenderContext) -> dict[str, Any]:

@@ -124,6 +124,7 @@ def read_body(response: httpx.Response, limit: int, *, cut: bool = False) -> byt
 
 class HttpRenderer(Renderer):
     name = "http"
+    subprocesses = False  # pure Python: stopping the horse stops it
     Params = HttpParams
     Settings = HttpSettings
 
