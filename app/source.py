@@ -20,9 +20,9 @@ from farm.config import FarmConfig
 from farm.connection import connect_redis
 from farm.errors import FarmUnavailableError, JobNotFoundError
 from farm.models import Caps, JobInfo, Priority, WorkerInfo
+from farm.render import Registry
 from farm.snapshot import Snapshot, take_snapshot
 from farm.terminal import sanitized
-from renderers import Registry
 
 T = TypeVar("T")
 
@@ -138,7 +138,7 @@ class FixedSource:
         config: FarmConfig | None = None,
     ) -> None:
         self.config = config or FarmConfig()
-        self.registry = Registry(self.config.renderers, self.config.plugins)
+        self.registry = Registry.from_config(self.config)
         self._snapshot = snapshot
         self._jobs = dict(jobs or {})
         self._logs = dict(logs or {})

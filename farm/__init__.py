@@ -5,8 +5,7 @@ job_id = farm.submit("manim", {"script": "scenes/intro.py", "scene": "Intro"}, j
 info = farm.wait(job_id, timeout=900)      # JobInfo once finished, failed or canceled
 """
 
-import typing as _typing
-
+from .client import Farm
 from .config import FarmConfig, load_config
 from .errors import (
     ConfigError,
@@ -30,20 +29,6 @@ from .models import (
     Window,
     WorkerInfo,
 )
-
-if _typing.TYPE_CHECKING:
-    from .client import Farm
-
-
-def __getattr__(name: str) -> _typing.Any:
-    # Farm is loaded on first use: it needs the renderer registry, and `renderers` itself imports
-    # farm.models, so loading it eagerly here would make `import renderers` circular.
-    if name == "Farm":
-        from .client import Farm
-
-        return Farm
-    raise AttributeError(f"module 'farm' has no attribute {name!r}")
-
 
 __all__ = [
     "Attempt",

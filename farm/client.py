@@ -16,19 +16,17 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.serializers import JSONSerializer
 
-from renderers import Registry
-
 from . import audit, keys, outcomes
 from .caps import apply_changes, validate_changes
 from .config import FarmConfig, load_config
 from .connection import connect_redis, no_retry, redact
-from .dispatch import renderer_env
 from .errors import FarmUnavailableError, InvalidJobError, InvalidTransitionError, JobNotFoundError
 from .jobinfo import farm_status, info_from_hash
 from .listing import list_job_ids
 from .models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, Priority, RendererStats, WorkerInfo
 from .placement import place_job, wait_reason
 from .records import read_job
+from .render import Registry
 from .state import THROUGHPUT_MINUTES, FarmState, read_state
 from .submit import JOB_ID_RE, QueueCache, build_spec, build_specs, enqueue_specs
 
@@ -73,9 +71,7 @@ class Farm:
         self.config = config or FarmConfig()
         self.url = url
         self.who = who or audit.default_who()
-        self.registry = registry or Registry(
-            self.config.renderers, self.config.plugins, renderer_env(self.config)
-        )
+        self.registry = registry or Registry.from_config(self.config)
         self._queues = QueueCache(connection)
         self._writer = _without_retries(connection)
 

@@ -19,7 +19,7 @@ log = logging.getLogger("farm.demo")
 NAMES = ("intro", "outro", "lesson-3", "doubt-417", "daily-ca", "topic-short", "recap", "teaser", "thumbs")
 JOB_TYPES = ("doubt", "topic_short", "daily_ca", None)
 MAX_QUEUED = 25
-# Simulated renderers (see renderers.BUILTIN), how often each is picked, its run time range, and
+# Simulated renderers (entry points in pyproject.toml), how often each is picked, its run time range, and
 # the cap the demo gives it when the farm has none, so a held-back renderer is visible.
 RENDERERS = {
     "demo-manim": (4, (4.0, 12.0), 2),

@@ -30,12 +30,10 @@ from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from renderers import Registry, RendererEnv, RenderError
-
 from . import keys, lease, outcomes
 from .config import FarmConfig
 from .models import ErrorKind
-from .submit import format_validation_error
+from .render import Registry, RendererEnv, RenderError, format_validation_error, renderer_env
 
 LOG_TAIL_LINES = 200
 FLUSH_EVERY = 0.2  # seconds between writes of a running job's progress and log, and cancel checks
@@ -69,17 +67,6 @@ def set_job(attempt: int, job_type: str | None, token: str) -> None:
         _installed.attempt = attempt
         _installed.job_type = job_type
         _installed.token = token
-
-
-def renderer_env(config: FarmConfig) -> RendererEnv:
-    return RendererEnv(
-        data_dir=config.data_dir,
-        output_dir=config.output_dir,
-        input_roots=config.input_roots,
-        log_dir=config.log_dir,
-        max_output_bytes=config.limits.max_output_bytes,
-        max_result_bytes=config.limits.max_result_bytes,
-    )
 
 
 class HorseContext:

@@ -6,13 +6,12 @@ import click
 
 from .config import FarmConfig
 from .connection import connect_redis, redact
-from .dispatch import renderer_env
 from .errors import FarmError
 
 
 def run_doctor(config: FarmConfig) -> int:
     """Print one line per check; returns the exit code (0 all good, 4 Redis down, 1 otherwise)."""
-    from renderers import Registry
+    from .render import Registry
 
     problems = 0
     url = config.redis_url()
@@ -37,7 +36,7 @@ def run_doctor(config: FarmConfig) -> int:
         + ("alive" if stats.scheduler_alive else "not running (retries and sweeps are stopped)")
         + (f", last beat {age:.0f}s ago" if age is not None else "")
     )
-    registry = Registry(config.renderers, config.plugins, renderer_env(config))
+    registry = Registry.from_config(config)
     for name in registry.names():
         try:
             health = registry.get(name).doctor()

@@ -15,11 +15,10 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from renderers import RenderError
-
 from . import keys
 from .jobinfo import decode_call
 from .models import ErrorKind
+from .render import RenderError
 from .rq_classes import DISPATCHER
 
 TRACEBACK_LINES = 12

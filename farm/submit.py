@@ -22,13 +22,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 from rq.job import JobStatus
 
-from renderers import Registry, RenderError
-
 from . import keys
 from .config import FarmConfig
 from .errors import FarmError, FarmUnavailableError, InvalidJobError, UnknownRendererError
 from .models import Priority
 from .records import depth
+from .render import Registry, RenderError, format_validation_error
 from .rq_classes import DISPATCHER, FarmJob, FarmQueue
 from .timeutil import utcnow
 
@@ -52,17 +51,6 @@ class JobSpec:
     timeout: int
     max_retries: int
     explicit_id: bool
-
-
-def format_validation_error(prefix: str, exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:3]:
-        where = ".".join(str(p) for p in error["loc"]) or "params"
-        message = "unknown parameter" if error["type"] == "extra_forbidden" else error["msg"]
-        parts.append(f"{where}: {message}")
-    more = len(exc.errors()) - 3
-    tail = f" (+{more} more)" if more > 0 else ""
-    return f"{prefix}: " + "; ".join(parts) + tail
 
 
 def _int_option(name: str, value: Any, low: int, high: int) -> int:

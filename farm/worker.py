@@ -40,12 +40,11 @@ from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 from rq.worker import Worker, WorkerStatus
 
-from renderers import Registry
-
 from . import dispatch, horse, housekeeping, journal, keys, lease, outcomes, runs, scripts
 from .config import FarmConfig
 from .models import ErrorKind
 from .records import Slot, read_job, text
+from .render import Registry
 from .rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
 from .timeutil import local_minute_of_day, rq_time
 
@@ -92,7 +91,7 @@ class FarmWorker(Worker):
             **kwargs,
         )
         self.config = config
-        self.registry = registry or Registry(config.renderers, config.plugins, dispatch.renderer_env(config))
+        self.registry = registry or Registry.from_config(config)
         self._dispatch_script = scripts.register(connection, "dispatch")
         self._heartbeat_script = scripts.register(connection, "heartbeat")
         self._slots_checked = 0.0

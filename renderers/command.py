@@ -35,8 +35,8 @@ from pydantic import (
 )
 
 from farm.models import ErrorKind
+from farm.render import Health, Params, RenderContext, Renderer, RenderError, Settings
 
-from .base import Health, Params, RenderContext, Renderer, RenderError, Settings
 from .command_shell import shell_reason
 from .paths import check_relative_or_within, fd_path, is_text, open_confined, plain_name, show
 from .proc import run
@@ -244,25 +244,20 @@ def percent_from(line: str, pattern: re.Pattern[str]) -> float | None:
         return None
 
 
-class CommandRenderer(Renderer):
+class CommandRenderer(Renderer[CommandSettings]):
     name = "command"
     Params = CommandParams
     Settings = CommandSettings
 
-    @property
-    def conf(self) -> CommandSettings:
-        assert isinstance(self.settings, CommandSettings)
-        return self.settings
-
     def template(self, name: str) -> TemplateSettings:
-        found = self.conf.templates.get(name)
+        found = self.settings.templates.get(name)
         if found is None:
-            known = ", ".join(sorted(self.conf.templates)) or "none"
+            known = ", ".join(sorted(self.settings.templates)) or "none"
             raise _invalid(f"unknown command template {name!r} (configured: {known})")
         return found
 
     def doctor(self) -> Health:
-        templates = self.conf.templates
+        templates = self.settings.templates
         if not templates:
             return Health(True, "no templates configured")
         warnings = [

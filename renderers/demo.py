@@ -8,8 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from farm.models import ErrorKind
-
-from .base import Params, RenderContext, Renderer, RenderError
+from farm.render import Params, RenderContext, Renderer, RenderError, Settings
 
 
 class DemoParams(Params):
@@ -27,7 +26,7 @@ class DemoParams(Params):
 STAGE_NAMES = ("prepare", "layout", "animate", "encode", "mux", "publish")
 
 
-class DemoRenderer(Renderer):
+class DemoRenderer(Renderer[Settings]):
     name = "demo"
     subprocesses = False  # pure Python: stopping the horse stops it
     Params = DemoParams

@@ -22,8 +22,8 @@ from typing import Any
 from pydantic import Field
 
 from farm.models import ErrorKind
+from farm.render import Health, RenderContext, Renderer, RenderError, Settings
 
-from .base import Health, RenderContext, Renderer, RenderError, Settings
 from .ffmpeg_params import IMAGE_EXTENSIONS, FfmpegParams
 from .ffmpeg_raw import RawPlan, plan_raw
 from .media import SAFE_DEMUXERS, probe_duration
@@ -175,15 +175,10 @@ def classify_failure(returncode: int, tail: Sequence[str]) -> RenderError:
     return RenderError(ErrorKind.UNKNOWN, f"ffmpeg failed (exit {returncode}): {text}")
 
 
-class FfmpegRenderer(Renderer):
+class FfmpegRenderer(Renderer[FfmpegSettings]):
     name = "ffmpeg"
     Params = FfmpegParams
     Settings = FfmpegSettings
-
-    @property
-    def conf(self) -> FfmpegSettings:
-        assert isinstance(self.settings, FfmpegSettings)
-        return self.settings
 
     def validate(self, params: Mapping[str, Any]) -> FfmpegParams:
         parsed = FfmpegParams.model_validate(dict(params))
@@ -215,7 +210,7 @@ class FfmpegRenderer(Renderer):
     def _render(
         self, params: FfmpegParams, ctx: RenderContext, fds: list[int], wanted: list[str]
     ) -> dict[str, Any]:
-        conf = self.conf
+        conf = self.settings
         staging = Path(ctx.staging_dir)
         plan = plan_raw(params.args) if params.preset == "raw" else None
         names = [params.args[i] for i in plan.outputs] if plan is not None else [params.output or ""]
@@ -300,18 +295,18 @@ class FfmpegRenderer(Renderer):
         if path.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS:
             return None
         try:
-            return probe_duration(path, ffprobe=self.conf.ffprobe, demuxers=())
+            return probe_duration(path, ffprobe=self.settings.ffprobe, demuxers=())
         except RenderError:
             return None
 
     def doctor(self) -> Health:
         try:
             done = subprocess.run(
-                [self.conf.executable, "-version"], capture_output=True, timeout=10, check=False
+                [self.settings.executable, "-version"], capture_output=True, timeout=10, check=False
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return Health(False, f"{self.conf.executable}: {exc}")
+            return Health(False, f"{self.settings.executable}: {exc}")
         first = done.stdout.decode("utf-8", "replace").splitlines()[:1]
         if done.returncode != 0 or not first:
-            return Health(False, f"{self.conf.executable} -version exited {done.returncode}")
+            return Health(False, f"{self.settings.executable} -version exited {done.returncode}")
         return Health(True, first[0])

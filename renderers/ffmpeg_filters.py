@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 
 from farm.models import ErrorKind
+from farm.render import RenderError
 
-from .base import RenderError
 from .paths import show
 
 # fmt: off

@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Params, RenderError
+from farm.render import Params, RenderError
+
 from .ffmpeg_raw import check_input, plan_raw
 from .paths import as_value_error, plain_name
 

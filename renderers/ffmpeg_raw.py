@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from farm.models import ErrorKind
+from farm.render import RenderError
 
-from .base import RenderError
 from .ffmpeg_filters import check_filtergraph
 from .paths import check_relative_or_within, is_text, plain_name, show
 

@@ -20,8 +20,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from farm.models import ErrorKind
+from farm.render import Health, Params, RenderContext, Renderer, RendererEnv, RenderError, Settings
 
-from .base import Health, Params, RenderContext, Renderer, RendererEnv, RenderError, Settings
 from .http_wire import (
     build_body,
     check_payload,
@@ -122,7 +122,7 @@ def read_body(response: httpx.Response, limit: int, *, cut: bool = False) -> byt
     return b"".join(chunks)
 
 
-class HttpRenderer(Renderer):
+class HttpRenderer(Renderer[HttpSettings]):
     name = "http"
     subprocesses = False  # pure Python: stopping the horse stops it
     Params = HttpParams
@@ -141,11 +141,6 @@ class HttpRenderer(Renderer):
         self._own_pid: int | None = None
 
     @property
-    def conf(self) -> HttpSettings:
-        assert isinstance(self.settings, HttpSettings)
-        return self.settings
-
-    @property
     def client(self) -> httpx.Client:
         """The shared client, created lazily and again after a fork (pools must not cross one)."""
         if self._injected is not None:
@@ -160,20 +155,20 @@ class HttpRenderer(Renderer):
         self._injected = value
 
     def service(self, name: str) -> ServiceSettings:
-        found = self.conf.services.get(name)
+        found = self.settings.services.get(name)
         if found is None:
-            known = ", ".join(sorted(self.conf.services)) or "none"
+            known = ", ".join(sorted(self.settings.services)) or "none"
             raise _invalid(f"unknown http service {name!r} (configured: {known})")
         return found
 
     def validate(self, params: Mapping[str, Any]) -> HttpParams:
         parsed = HttpParams.model_validate(dict(params))
-        check_payload(self.service(parsed.service).preset, parsed.payload, self.conf.max_payload_bytes)
+        check_payload(self.service(parsed.service).preset, parsed.payload, self.settings.max_payload_bytes)
         return parsed
 
     def render(self, params: HttpParams, ctx: RenderContext) -> dict[str, Any]:
         service = self.service(params.service)
-        check_payload(service.preset, params.payload, self.conf.max_payload_bytes)
+        check_payload(service.preset, params.payload, self.settings.max_payload_bytes)
         body = build_body(service.preset, params.payload, ctx.job_id, ctx.job_type)
         ctx.progress(0.0, f"{params.service}: sending")
         data = self._call(ctx, params.service, service, "POST", service.render_path, body)
@@ -286,11 +281,11 @@ class HttpRenderer(Renderer):
         return decode_answer(content, response.charset_encoding, service.preset, f"{name}: {method} {url}")
 
     def doctor(self) -> Health:
-        if not self.conf.services:
+        if not self.settings.services:
             return Health(True, "no services configured")
         states: list[str] = []
         ok = True
-        for name, service in sorted(self.conf.services.items()):
+        for name, service in sorted(self.settings.services.items()):
             url = service.base_url + service.health_path
             try:
                 timeout = httpx.Timeout(5.0, connect=min(3.0, service.connect_timeout))

@@ -12,8 +12,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from farm.models import ErrorKind
+from farm.render import RenderError
 
-from .base import RenderError
 from .paths import is_text, show
 
 ID_KEYS = ("id", "job_id", "task_id")

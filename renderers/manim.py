@@ -43,8 +43,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from farm.models import ErrorKind
+from farm.render import Health, Params, RenderContext, Renderer, RenderError, Settings
 
-from .base import Health, Params, RenderContext, Renderer, RenderError, Settings
 from .media import probe_duration
 from .paths import as_value_error, check_relative_or_within, fd_path, open_confined, snapshot_with_siblings
 from .proc import ProcResult, run
@@ -268,15 +268,10 @@ def find_output(media_dir: Path, scene: str, fmt: str) -> Path | None:
     return max(found, key=lambda path: path.stat().st_mtime) if found else None
 
 
-class ManimRenderer(Renderer):
+class ManimRenderer(Renderer[ManimSettings]):
     name = "manim"
     Params = ManimParams
     Settings = ManimSettings
-
-    @property
-    def conf(self) -> ManimSettings:
-        assert isinstance(self.settings, ManimSettings)
-        return self.settings
 
     def validate(self, params: Mapping[str, Any]) -> ManimParams:
         parsed = ManimParams.model_validate(dict(params))
@@ -305,7 +300,7 @@ class ManimRenderer(Renderer):
             return self._render(params, ctx, source / name, folder_fd)
 
     def _render(self, params: ManimParams, ctx: RenderContext, script: Path, folder: int) -> dict[str, Any]:
-        conf = self.conf
+        conf = self.settings
         staging = Path(ctx.staging_dir)
         media = Path(tempfile.mkdtemp(prefix=".manim-media-", dir=staging))
         env = child_env()
@@ -365,15 +360,15 @@ class ManimRenderer(Renderer):
     def doctor(self) -> Health:
         try:
             done = subprocess.run(
-                [self.conf.executable, "--version"],
+                [self.settings.executable, "--version"],
                 capture_output=True,
                 timeout=60,
                 check=False,
                 stdin=subprocess.DEVNULL,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return Health(False, f"{self.conf.executable}: {exc}")
+            return Health(False, f"{self.settings.executable}: {exc}")
         text = (done.stdout + done.stderr).decode("utf-8", "replace").strip().splitlines()
         if done.returncode != 0 or not text:
-            return Health(False, f"{self.conf.executable} --version exited {done.returncode}")
+            return Health(False, f"{self.settings.executable} --version exited {done.returncode}")
         return Health(True, text[0])

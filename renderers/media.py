@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from farm.models import ErrorKind
-
-from .base import RenderError
+from farm.render import RenderError
 
 # Demuxers ffmpeg may use on job inputs. Playlist/list formats (hls, concat, ...) are left out:
 # they make ffmpeg open further files or URLs named inside an input.

@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from farm.models import ErrorKind
-
-from .base import RenderError
+from farm.render import RenderError
 
 MAX_PATH_CHARS = 4096
 MAX_NAME_BYTES = 255

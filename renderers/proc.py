@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from farm.models import ErrorKind
-
-from .base import RenderContext, RenderError
+from farm.render import RenderContext, RenderError
 
 LineCallback = Callable[[str, str], None]
 """Called as ``on_line(line, stream)`` with ``stream`` either ``"stdout"`` or ``"stderr"``."""

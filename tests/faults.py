@@ -34,7 +34,7 @@ from typing import Any
 from pydantic import Field
 
 from farm.models import ErrorKind
-from renderers.base import Params, RenderContext, Renderer, RenderError
+from farm.render import Params, RenderContext, Renderer, RenderError
 
 BEAT = 0.5  # seconds between a running probe's beat lines
 STEP = 0.05  # the probe's unit of work; a frozen probe does no work, so it resumes where it stopped

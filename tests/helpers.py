@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from renderers.base import Params, RenderContext, Renderer
+from farm.render import Params, RenderContext, Renderer
 
 
 class EchoParams(Params):

@@ -58,3 +58,41 @@ def test_the_tui_is_found_through_its_entry_point_only():
     from farm.up import load_ui
 
     assert load_ui() is run_tui
+
+
+def _imports(package: str) -> set[tuple[str, str]]:
+    """(file, imported module) for every import statement under ``package``."""
+    import ast
+    from pathlib import Path
+
+    found = set()
+    for path in Path(package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {(str(path), alias.name) for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add((str(path), node.module))
+    return found
+
+
+def test_dependencies_point_one_way():
+    """farm/ imports neither the backends nor the UI; backends import only farm's contract."""
+    farm_imports = _imports("farm")
+    assert not {(f, m) for f, m in farm_imports if m.split(".")[0] in ("renderers", "app", "textual")}
+    backend_imports = {(f, m) for f, m in _imports("renderers") if m.split(".")[0] == "farm"}
+    assert {m for _, m in backend_imports} <= {"farm.render", "farm.models"}, backend_imports
+
+
+def test_listing_renderers_imports_none_and_loading_one_imports_one():
+    code = (
+        "import sys; from farm.render import Registry; r = Registry(); names = r.names();"
+        "before = {m for m in sys.modules if m.startswith('renderers')}; r.get('ffmpeg');"
+        "after = {m for m in sys.modules if m.startswith('renderers.')};"
+        "print(len(names), sorted(before), sorted(after))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    count, rest = out.stdout.split(" ", 1)
+    assert int(count) >= 8
+    assert rest.startswith("[] ")
+    loaded = set(eval(rest[3:]))  # noqa: S307 - our own subprocess's repr of a list of names
+    assert "renderers.ffmpeg" in loaded and "renderers.manim" not in loaded and "renderers.http" not in loaded

@@ -122,14 +122,14 @@ def test_redis_url_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 
 def test_example_renderer_sections_load():
-    from renderers import Registry
+    from farm.render import Registry
 
     config = parse_config(tomllib.loads(EXAMPLE.read_text()))
     Registry(config.renderers, config.plugins).check_settings()
 
 
 def test_bad_renderer_setting_names_the_key():
-    from renderers import Registry, RegistryError
+    from farm.render import Registry, RegistryError
 
     with pytest.raises(RegistryError, match="renderers.manim.executabel"):
         Registry({"manim": {"executabel": "x"}}).check_settings()

@@ -13,7 +13,7 @@ import pytest
 from redis import Redis
 from redis.exceptions import ConnectionError, TimeoutError
 
-from renderers.base import RendererEnv, SimpleContext
+from farm.render import RendererEnv, SimpleContext
 from tests import faults
 from tests.util import wait_for
 

@@ -66,7 +66,7 @@ def test_bad_submit_is_rejected_without_any_redis_write(
 def test_oversize_params_rejected(make_config, connection: Redis, redis_url: str):
     config = make_config(limits={"max_params_bytes": 1000})
     farm = Farm(connection, config, url=redis_url)
-    from renderers import Registry
+    from farm.render import Registry
 
     farm.registry = Registry({}, {"big": "tests.helpers:EchoRenderer"})
     before = keyspace(connection)

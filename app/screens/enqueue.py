@@ -22,9 +22,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from farm.errors import FarmError, InvalidJobError
+from farm.render import RegistryError
 from farm.submit import JobSpec, build_spec
 from farm.terminal import printable
-from renderers import RegistryError
 
 from ..params import parse_params
 from ..source import Source

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from renderers.base import RendererEnv, SimpleContext
+from farm.render import RendererEnv, SimpleContext
 from tests.renderers.http_server import FakeService, serve
 from tests.util import require_tool
 

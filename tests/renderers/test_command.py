@@ -12,8 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from farm.models import ErrorKind
-from renderers import Registry
-from renderers.base import RendererEnv, RenderError, SimpleContext
+from farm.render import Registry, RendererEnv, RenderError, SimpleContext
 from renderers.command import CommandRenderer, CommandSettings, TemplateSettings, check_vars, fill
 from tests.renderers.conftest import ContextFactory
 
@@ -152,7 +151,7 @@ def test_registry_reads_toml_shaped_config() -> None:
     }
     renderer = Registry(settings={"command": config}).get("command")
     assert isinstance(renderer, CommandRenderer)
-    assert renderer.conf.templates["blender"].exit_codes == {2: ErrorKind.INVALID_INPUT}
+    assert renderer.settings.templates["blender"].exit_codes == {2: ErrorKind.INVALID_INPUT}
 
 
 # --- real runs ---------------------------------------------------------------------------------

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from renderers import Registry
-from renderers.base import Health
+from farm.render import Health, Registry
 from renderers.command import CommandRenderer, TemplateSettings
 from renderers.command_shell import shell_reason
 

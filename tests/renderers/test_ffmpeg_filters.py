@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from farm.models import ErrorKind
-from renderers.base import RendererEnv, RenderError
+from farm.render import RendererEnv, RenderError
 from renderers.ffmpeg import FfmpegRenderer, FfmpegSettings
 from renderers.ffmpeg_filters import ALLOWED, COMMON_OPTIONS
 from renderers.ffmpeg_params import FfmpegParams

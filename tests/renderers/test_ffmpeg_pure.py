@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from farm.models import ErrorKind
-from renderers.base import RendererEnv, RenderError
+from farm.render import RendererEnv, RenderError
 from renderers.ffmpeg import (
     FfmpegRenderer,
     build_argv,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from farm.models import ErrorKind
-from renderers.base import RendererEnv, RenderError, SimpleContext
+from farm.render import RendererEnv, RenderError, SimpleContext
 from renderers.ffmpeg import FfmpegRenderer, FfmpegSettings
 from renderers.proc import descendants
 from tests.renderers.conftest import ContextFactory

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from renderers.base import Renderer, RendererEnv, RenderError
+from farm.render import Renderer, RendererEnv, RenderError
 from renderers.command import CommandRenderer, CommandSettings
 from renderers.demo import DemoRenderer
 from renderers.ffmpeg import FfmpegRenderer

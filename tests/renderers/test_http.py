@@ -13,8 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from farm.models import ErrorKind
-from renderers import Registry
-from renderers.base import RenderError, SimpleContext
+from farm.render import Registry, RenderError, SimpleContext
 from renderers.http import HttpRenderer, HttpSettings, ServiceSettings
 from renderers.http_wire import (
     build_body,
@@ -245,7 +244,7 @@ def test_registry_builds_it_from_config() -> None:
     registry = Registry(settings={"http": {"services": {"orchestrator": {"base_url": "http://render:8000"}}}})
     renderer = registry.get("http")
     assert isinstance(renderer, HttpRenderer)
-    assert renderer.conf.services["orchestrator"].render_path == "/render"
+    assert renderer.settings.services["orchestrator"].render_path == "/render"
 
 
 def test_client_is_lazy_shared_and_renewed_after_fork() -> None:
@@ -410,7 +409,7 @@ def test_hanging_service_is_a_timeout(renderer: HttpRenderer, make_ctx: ContextF
 
 
 def test_ctx_deadline_bounds_a_slow_request(renderer: HttpRenderer, make_ctx: ContextFactory) -> None:
-    renderer.conf.services["hang"].read_timeout = 30.0
+    renderer.settings.services["hang"].read_timeout = 30.0
     started = time.monotonic()
     with pytest.raises(RenderError) as caught:
         render(renderer, make_ctx(deadline=time.monotonic() + 0.5), "hang")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from farm.models import ErrorKind
-from renderers.base import RendererEnv, RenderError, SimpleContext
+from farm.render import RendererEnv, RenderError, SimpleContext
 from renderers.http import HttpRenderer, HttpSettings
 from renderers.http_wire import check_payload
 from tests.renderers.conftest import ContextFactory

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from farm.models import ErrorKind
-from renderers.base import RendererEnv, RenderError, SimpleContext
+from farm.render import RendererEnv, RenderError, SimpleContext
 from renderers.manim import (
     COMBINING,
     READY,

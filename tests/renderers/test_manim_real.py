@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from farm.models import ErrorKind
-from renderers.base import RendererEnv, RenderError, SimpleContext
+from farm.render import RendererEnv, RenderError, SimpleContext
 from renderers.manim import ManimRenderer, ManimSettings
 from renderers.proc import descendants
 from tests.renderers.conftest import ContextFactory

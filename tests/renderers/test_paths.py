@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from farm.models import ErrorKind
-from renderers.base import RenderError
+from farm.render import RenderError
 from renderers.paths import (
     check_relative_or_within,
     fd_path,

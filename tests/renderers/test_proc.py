@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from farm.models import ErrorKind
-from renderers.base import RendererEnv, RenderError, SimpleContext
+from farm.render import RendererEnv, RenderError, SimpleContext
 from renderers.proc import LineSplitter, descendants, run
 from tests.renderers.conftest import ContextFactory
 from tests.renderers.helpers import processes_mentioning

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from farm.models import ErrorKind
-from renderers.base import RendererEnv, RenderError, SimpleContext
+from farm.render import RendererEnv, RenderError, SimpleContext
 from renderers.command import CommandRenderer, CommandSettings
 from renderers.ffmpeg import FfmpegRenderer, FfmpegSettings
 from renderers.manim import ManimRenderer, ManimSettings

@@ -1,15 +1,16 @@
-"""The renderer interface: what every render backend implements and what the farm gives it.
+"""The renderer contract: what every render backend implements and what the farm gives it.
 
 A renderer is a class with a ``name``, a pydantic ``Params`` model (``extra="forbid"``), an
-optional ``Settings`` model filled from its config section, and a ``render(params, ctx)`` method
-that runs inside the worker's work horse and returns a JSON-able result dict.
+optional ``Settings`` model filled from its config section (``Renderer`` is generic over it, so
+``self.settings`` is typed), and a ``render(params, ctx)`` method that runs inside the worker's
+work horse and returns a JSON-able result dict.
 
-Contract with the farm (see ``farm/dispatch.py``):
+Contract with the farm (see ``farm/worker/job.py``):
 - ``validate(params)`` is pure (no I/O): it runs on the submitter's machine before any Redis
   write. Raise ``RenderError(INVALID_INPUT, ...)`` or let pydantic's ``ValidationError`` out.
 - ``render`` writes files only into ``ctx.staging_dir`` and lists them (names relative to it) in
-  ``result["outputs"]``; the farm then publishes the directory as ``output_dir/<job_id>/`` in one
-  rename, so a half-written render is never visible.
+  ``result["outputs"]``; the farm publishes them as ``output_dir/<job_id>/`` in one rename once
+  the run's end is recorded, so a half-written or losing render is never visible.
 - Failures are ``RenderError(kind, message)``; anything else counts as ``unknown``.
 - Cancellation and timeouts are enforced from outside: the worker kills the work horse's process
   group (the horse and every subprocess it started). Subprocesses must therefore stay in the
@@ -24,11 +25,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from farm.models import ErrorKind
+from ..models import ErrorKind
 
 
 class RenderError(Exception):
@@ -98,18 +99,21 @@ class RenderContext(Protocol):
 
 _SettingsModel = Settings
 _ParamsModel = Params
+SettingsT = TypeVar("SettingsT", bound=Settings)
 
 
-class Renderer(ABC):
+class Renderer(ABC, Generic[SettingsT]):
+    """Subclass as ``class Mine(Renderer[MySettings])`` with ``Settings = MySettings``."""
+
     name: ClassVar[str]
     Params: ClassVar[type[_ParamsModel]]
     Settings: ClassVar[type[_SettingsModel]] = Settings
     # Does render() start subprocesses? Then the work horse runs a guard process beside it that
-    # kills them if the run loses its lease while the horse itself is stopped (farm/lease.py).
+    # kills them if the run loses its lease while the horse itself is stopped (farm/worker/lease.py).
     subprocesses: ClassVar[bool] = True
 
-    def __init__(self, settings: _SettingsModel | None = None, env: RendererEnv | None = None) -> None:
-        self.settings = settings if settings is not None else type(self).Settings()
+    def __init__(self, settings: SettingsT | None = None, env: RendererEnv | None = None) -> None:
+        self.settings: SettingsT = settings if settings is not None else type(self).Settings()  # type: ignore[assignment]
         self.env = env
 
     def validate(self, params: Mapping[str, Any]) -> _ParamsModel:
@@ -148,3 +152,15 @@ class SimpleContext:
 
     def cancelled(self) -> bool:
         return self.cancel_after is not None and time.monotonic() - self._created >= self.cancel_after
+
+
+def format_validation_error(prefix: str, exc: ValidationError) -> str:
+    """A pydantic ValidationError as one line: the first three problems, each where and what."""
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error["loc"]) or "params"
+        message = "unknown parameter" if error["type"] == "extra_forbidden" else error["msg"]
+        parts.append(f"{where}: {message}")
+    more = len(exc.errors()) - 3
+    tail = f" (+{more} more)" if more > 0 else ""
+    return f"{prefix}: " + "; ".join(parts) + tail
