@@ -116,6 +116,7 @@ def machine() -> dict[str, str]:
         "commit": label
         or commit.stdout.strip() + (" (farm/ or renderers/ modified)" if dirty.stdout.strip() else ""),
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "load average at start": Path("/proc/loadavg").read_text().split()[0],
     }
 
 
@@ -254,6 +255,7 @@ def main() -> None:
         names = [n for n in names if n in wanted]
     info = machine()
     outcomes = [run(name, extra.get(name, [])) for name in names]
+    info["at end"] = Path("/proc/loadavg").read_text().split()[0]  # other work on the box shows here
     write(Path(args.out), outcomes, info, chaos_rounds)
     print(f"wrote {args.out}")
     sys.exit(1 if any(o.code != 0 for o in outcomes) else 0)
