@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from farm.snapshot import Snapshot
+from farm.live.snapshot import Snapshot
 
 
 @dataclass

@@ -19,9 +19,9 @@ from farm.client import Farm
 from farm.config import FarmConfig
 from farm.connection import connect_redis
 from farm.errors import FarmUnavailableError, JobNotFoundError
+from farm.live.snapshot import Snapshot, take_snapshot
 from farm.models import Caps, JobInfo, Priority, WorkerInfo
 from farm.render import Registry
-from farm.snapshot import Snapshot, take_snapshot
 from farm.terminal import sanitized
 
 T = TypeVar("T")

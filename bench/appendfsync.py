@@ -26,7 +26,7 @@ from redis import Redis  # noqa: E402
 
 from bench.common import bench_config, rate  # noqa: E402
 from farm import Farm  # noqa: E402
-from farm.embedded import EmbeddedRedis  # noqa: E402
+from farm.cli.embedded import EmbeddedRedis  # noqa: E402
 
 PARAMS = {"duration": 0, "stages": 1}
 POLICIES = ("everysec", "always")

@@ -57,9 +57,9 @@ from redis.exceptions import RedisError  # noqa: E402
 
 from bench.common import record  # noqa: E402
 from farm import Farm  # noqa: E402
+from farm.cli.embedded import redis_binary  # noqa: E402
 from farm.config import load_config  # noqa: E402
 from farm.connection import connect_redis  # noqa: E402
-from farm.embedded import redis_binary  # noqa: E402
 from farm.errors import FarmError, FarmUnavailableError  # noqa: E402
 from tests import faults  # noqa: E402
 from tests.conftest import write_toml  # noqa: E402

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from farm.cli.embedded import start_scratch_server
 from farm.config import FarmConfig, parse_config
-from farm.embedded import start_scratch_server
 
 
 @contextlib.contextmanager

@@ -86,7 +86,7 @@ def machine() -> dict[str, str]:
             if line.startswith("MemTotal"):
                 mem = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
                 break
-    from farm.embedded import redis_binary
+    from farm.cli.embedded import redis_binary
 
     redis = subprocess.run([redis_binary(), "--version"], capture_output=True, text=True).stdout
     match = re.search(r"v=(\S+)", redis)

@@ -25,10 +25,10 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
 from bench.common import bench_config, private_redis, record  # noqa: E402
-from farm import Farm, outcomes  # noqa: E402
+from farm import Farm, transitions  # noqa: E402
+from farm.live.snapshot import take_snapshot  # noqa: E402
 from farm.models import ErrorKind, Priority  # noqa: E402
 from farm.rq_classes import FarmQueue  # noqa: E402
-from farm.snapshot import take_snapshot  # noqa: E402
 
 BATCH = 5000
 
@@ -54,9 +54,9 @@ def populate(farm: Farm, total: int) -> None:
                 if slot == 0:
                     queued[p].append(job_id)
                 elif slot <= 6:
-                    outcomes.write_finished(pipe, job_id, p, 86400, {"outputs": []}, "[]")
+                    transitions.write_finished(pipe, job_id, p, 86400, {"outputs": []}, "[]")
                 else:
-                    outcomes.write_failed(
+                    transitions.write_failed(
                         pipe, job_id, p, 604800, ErrorKind.API_ERROR, "HTTP 503 from render service", "[]"
                     )
             pipe.execute()

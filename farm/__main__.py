@@ -1,5 +1,5 @@
 """`python -m farm`: the same as the `farm` command."""
 
-from .cli import main
+from .cli.commands import main
 
 main()

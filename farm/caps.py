@@ -26,8 +26,8 @@ from . import keys
 from .config import FarmConfig
 from .errors import InvalidJobError
 from .models import Caps, Window
-from .outcomes import event, wake
 from .timeutil import local_minute_of_day
+from .transitions import event, wake
 
 MAX_CAP = 10_000
 

@@ -16,18 +16,18 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.serializers import JSONSerializer
 
-from . import audit, keys, outcomes
+from . import audit, keys, transitions
 from .caps import apply_changes, validate_changes
 from .config import FarmConfig, load_config
 from .connection import connect_redis, no_retry, redact
 from .errors import FarmUnavailableError, InvalidJobError, InvalidTransitionError, JobNotFoundError
 from .jobinfo import farm_status, info_from_hash
-from .listing import list_job_ids
+from .live.listing import list_job_ids
+from .live.placement import place_job, wait_reason
+from .live.state import THROUGHPUT_MINUTES, FarmState, read_state
 from .models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, Priority, RendererStats, WorkerInfo
-from .placement import place_job, wait_reason
 from .records import read_job
 from .render import Registry
-from .state import THROUGHPUT_MINUTES, FarmState, read_state
 from .submit import JOB_ID_RE, QueueCache, build_spec, build_specs, enqueue_specs
 
 CANCEL_CONFIRM_SECONDS = 3.0
@@ -279,8 +279,8 @@ class Farm:
                 return lambda pipe: pipe.hset(keys.job(job_id), keys.F_CANCEL, self.who)
 
             def writes(pipe: Pipeline) -> None:
-                outcomes.remove_from_waiting(pipe, job_id, info.priority.value, info.renderer)
-                outcomes.write_canceled(
+                transitions.remove_from_waiting(pipe, job_id, info.priority.value, info.renderer)
+                transitions.write_canceled(
                     pipe,
                     job_id,
                     info.priority.value,
@@ -314,8 +314,8 @@ class Farm:
             attempts = record.attempts
 
             def writes(pipe: Pipeline) -> None:
-                outcomes.remove_from_ended(pipe, job_id, priority)
-                outcomes.write_requeued(
+                transitions.remove_from_ended(pipe, job_id, priority)
+                transitions.write_requeued(
                     pipe, job_id, priority, front=False, fields={keys.F_RETRY_BASE: attempts}
                 )
 
@@ -364,7 +364,7 @@ class Farm:
         p = _check_priority(priority)
         with self.connection.pipeline() as pipe:
             pipe.srem(keys.PAUSED, p.value)
-            outcomes.wake(pipe)
+            transitions.wake(pipe)
             audit.record(pipe, self.who, "resume", p.value)
             self._call("resume", pipe.execute)
 
@@ -376,7 +376,7 @@ class Farm:
         return stats_from_state(self._state())
 
     def workers(self) -> builtins.list[WorkerInfo]:
-        from .workers import list_workers
+        from .live.roster import list_workers
 
         return self._call("workers", list_workers, self.connection, self.config)
 

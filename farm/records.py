@@ -26,6 +26,7 @@ from rq.utils import utcparse
 
 from . import keys
 from .models import Attempt, ErrorKind, JobStatus, Priority
+from .rq_classes import DISPATCHER
 
 Raw = Mapping[bytes, bytes]
 
@@ -45,7 +46,6 @@ MAX_JSON_CHARS = 4 * 1024 * 1024  # a stored JSON field larger than this is not 
 MAX_DEPTH = 64
 RQ_INT_FIELDS = ("result_ttl", "failure_ttl", "ttl")
 RQ_TIME_FIELDS = ("created_at", "last_heartbeat")
-DISPATCHER = "farm.dispatch.run"
 
 
 def text(raw: Raw, field: str) -> str | None:
@@ -222,9 +222,7 @@ class JobRecord:
     @property
     def corrupt_error(self) -> str | None:
         """The error a job failed for its unreadable record gets, or None when it reads fine."""
-        return (
-            f"corrupt job record: {', '.join(self.corrupt)}" if self.corrupt else None
-        )  # as runs.corrupt_error
+        return f"corrupt job record: {', '.join(self.corrupt)}" if self.corrupt else None
 
 
 def corrupt_error(fields: tuple[str, ...]) -> str:

@@ -13,7 +13,7 @@ class Decision(str, Enum):
     FAIL = "fail"  # terminal: failed with its kind
     RETRY_LATER = "retry_later"  # delayed re-enqueue through rq-scheduler
     REQUEUE_NOW = "requeue_now"  # back in line at once (the render itself did not fail)
-    CANCELED = "canceled"  # a cancel was pending: never retried (decided by runs.fail, not decide)
+    CANCELED = "canceled"  # a cancel was pending: never retried (decided by endings.fail, not decide)
 
 
 def decide(kind: ErrorKind, attempt: int, max_retries: int) -> Decision:

@@ -1,8 +1,10 @@
 """RQ's Job and Queue with the JSON serializer as their default, and the farm's queue names.
 
 Every RQ object the farm (and rq-scheduler, through ``job_class``/``queue_class``) creates goes
-through these classes, so nothing is ever pickled. ``DISPATCHER`` is the only function a farm
-worker will execute.
+through these classes, so nothing is ever pickled. ``DISPATCHER`` is the function name stored in
+every farm job and the only one a farm worker will run: a tag kept from the farm's first release
+(so stored jobs stay valid), which ``FarmJob.func`` maps to ``farm.worker.rendering.run``. RQ
+never imports a job's function by its stored name here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ class FarmJob(Job):
 
     def __init__(self, id: str | None = None, connection: Any = None, serializer: Any = None) -> None:
         super().__init__(id, connection=connection, serializer=serializer or JSONSerializer)
+
+    @property
+    def func(self) -> Any:
+        if self.func_name != DISPATCHER:
+            raise ValueError(f"refusing to run {self.func_name!r}: not the farm dispatcher")
+        from .worker.rendering import run  # the worker package, loaded only where jobs run
+
+        return run
 
     def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:
         fields = super().to_dict(include_meta=include_meta, include_result=include_result)

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from farm.cli.embedded import read_admin_url, start_scratch_server
 from farm.client import Farm
 from farm.config import FarmConfig, parse_config
-from farm.embedded import read_admin_url, start_scratch_server
 from tests.util import wait_for
 
 FAST_CONFIG: dict[str, Any] = {
@@ -160,7 +160,7 @@ def run_burst(config: FarmConfig, redis_url: str, name: str | None = None) -> No
     """One in-process burst worker: runs until nothing is left that could start."""
     from farm import caps
     from farm.connection import connect_redis
-    from farm.worker import FarmWorker
+    from farm.worker.worker import FarmWorker
 
     connection = connect_redis(redis_url, config)
     caps.seed(connection, config)

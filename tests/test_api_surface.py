@@ -8,7 +8,7 @@ import sys
 import farm
 import farm.errors as errors
 from farm import keys
-from farm.outcomes import registry_key
+from farm.transitions import registry_key
 
 
 def test_all_is_honest():
@@ -55,7 +55,7 @@ def test_key_formats_match_rq():
 
 def test_the_tui_is_found_through_its_entry_point_only():
     from app.app import run_tui
-    from farm.up import load_ui
+    from farm.cli.up import load_ui
 
     assert load_ui() is run_tui
 

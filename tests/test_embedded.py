@@ -15,8 +15,8 @@ import pytest
 from redis import Redis
 
 from farm import Farm, JobStatus
+from farm.cli.embedded import EmbeddedRedis
 from farm.config import parse_config
-from farm.embedded import EmbeddedRedis
 from farm.errors import ConfigError, FarmError
 from tests.conftest import write_toml
 from tests.util import wait_for

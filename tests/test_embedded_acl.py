@@ -27,8 +27,8 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.serializers import JSONSerializer
 
 from farm import Farm, JobStatus
-from farm.embedded import EmbeddedRedis, read_admin_url, redis_binary, start_scratch_server
-from farm.redis_conf import ADMIN_SECRET_NAME, redis_version, render_config
+from farm.cli.embedded import EmbeddedRedis, read_admin_url, redis_binary, start_scratch_server
+from farm.cli.redis_conf import ADMIN_SECRET_NAME, redis_version, render_config
 from tests import test_embedded
 from tests.test_embedded import redis_processes, with_redis
 from tests.util import wait_for

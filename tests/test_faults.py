@@ -22,8 +22,8 @@ from redis import Redis
 
 from farm import ErrorKind, Farm, JobStatus
 from farm.errors import FarmUnavailableError
-from farm.housekeeping import clean_host_files
-from farm.sweep import sweep_once
+from farm.scheduler.sweep import sweep_once
+from farm.worker.housekeeping import clean_host_files
 from tests import faults
 from tests.conftest import wait_workers
 from tests.events import read_events, replay
@@ -226,7 +226,7 @@ class AofRedis:
     """A redis-server of the test's own, with an append-only file, that can be killed and restarted."""
 
     def __init__(self, directory: Path) -> None:
-        from farm.embedded import redis_binary
+        from farm.cli.embedded import redis_binary
 
         self.directory = directory
         self.socket = directory / "redis.sock"

@@ -16,8 +16,8 @@ import pytest
 from redis import Redis
 
 from farm import ErrorKind, Farm, JobStatus
-from farm.snapshot import take_snapshot
-from farm.sweep import sweep_once
+from farm.live.snapshot import take_snapshot
+from farm.scheduler.sweep import sweep_once
 from tests.conftest import wait_workers
 from tests.util import wait_for
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from farm import ErrorKind, Farm, JobStatus, runs, scripts
+from farm import ErrorKind, Farm, JobStatus, endings, scripts
 from farm.timeutil import local_minute_of_day, rq_time
 from tests.conftest import wait_workers
 from tests.test_recovery import PLUGINS, alive, submit_tree, tree_pids
@@ -49,8 +49,8 @@ def test_a_run_taken_over_elsewhere_is_killed_on_its_worker(
     worker = procs.worker("--processes", "1")
     horse, child, grandchild = tree_pids(pid_file)
     # What the sweep does when it wrongly judges a stalled worker dead: it ends the run.
-    run = runs.Run.from_hash(job_id, connection.hgetall(f"rq:job:{job_id}"))
-    assert runs.fail(connection, farm.config, run, ErrorKind.WORKER_LOST, "judged dead") is not None
+    run = endings.Run.from_hash(job_id, connection.hgetall(f"rq:job:{job_id}"))
+    assert endings.fail(connection, farm.config, run, ErrorKind.WORKER_LOST, "judged dead") is not None
     wait_for(lambda: not any(alive(p) for p in (horse, child, grandchild)), timeout=3, what="old run killed")
     assert worker.poll() is None
     # The job was put back in line and runs again, once.
@@ -90,8 +90,8 @@ def test_idle_worker_requeues_slots_it_still_holds(farm: Farm, procs, connection
 def test_cancel_noticed_by_the_renderer_ends_canceled_not_failed(farm: Farm, connection: Redis):
     job_id = farm.submit("demo", {}, max_retries=3)
     take(connection)
-    run = runs.Run.from_hash(job_id, connection.hgetall(f"rq:job:{job_id}"))
-    assert runs.fail(connection, farm.config, run, ErrorKind.CANCELED, "canceled") is not None
+    run = endings.Run.from_hash(job_id, connection.hgetall(f"rq:job:{job_id}"))
+    assert endings.fail(connection, farm.config, run, ErrorKind.CANCELED, "canceled") is not None
     assert farm.get(job_id).status is JobStatus.CANCELED
 
 
@@ -100,11 +100,11 @@ def test_pending_cancel_is_never_turned_into_a_retry_or_requeue(farm: Farm, conn
         job_id = farm.submit("demo", {}, max_retries=3)
         take(connection)
         connection.hset(f"rq:job:{job_id}", "farm_cancel", "tester")
-        run = runs.Run.from_hash(job_id, connection.hgetall(f"rq:job:{job_id}"))
+        run = endings.Run.from_hash(job_id, connection.hgetall(f"rq:job:{job_id}"))
         if end == "fail":
-            runs.fail(connection, farm.config, run, ErrorKind.API_ERROR, "HTTP 503")
+            endings.fail(connection, farm.config, run, ErrorKind.API_ERROR, "HTTP 503")
         else:
-            runs.requeue(connection, farm.config, run)
+            endings.requeue(connection, farm.config, run)
         info = farm.get(job_id)
         assert (info.status, info.error_kind) == (JobStatus.CANCELED, ErrorKind.CANCELED), end
 
@@ -112,9 +112,9 @@ def test_pending_cancel_is_never_turned_into_a_retry_or_requeue(farm: Farm, conn
 def test_results_with_undecodable_text_are_stored(farm: Farm, connection: Redis):
     job_id = farm.submit("demo", {})
     take(connection)
-    run = runs.Run.from_hash(job_id, connection.hgetall(f"rq:job:{job_id}"))
+    run = endings.Run.from_hash(job_id, connection.hgetall(f"rq:job:{job_id}"))
     name = os.fsdecode(b"clip-\xff.mp4")  # a non-UTF-8 file name, as os.listdir returns it
-    assert runs.finish(connection, farm.config, run, {"outputs": [name]})
+    assert endings.finish(connection, farm.config, run, {"outputs": [name]})
     info = farm.get(job_id)
     assert info.status is JobStatus.FINISHED and info.result["outputs"][0].startswith("clip-")
 

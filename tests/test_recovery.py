@@ -12,7 +12,7 @@ import pytest
 from redis import Redis
 
 from farm import ErrorKind, Farm, JobStatus
-from farm.sweep import sweep_once
+from farm.scheduler.sweep import sweep_once
 from tests.conftest import wait_workers
 from tests.events import read_events, replay
 from tests.util import wait_for

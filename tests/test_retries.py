@@ -119,14 +119,16 @@ def test_two_schedulers_never_duplicate_a_retry(farm: Farm, procs, connection: R
 def test_promote_is_atomic_under_racing_schedulers(farm: Farm, connection: Redis, redis_url: str):
     import threading
 
-    from farm import outcomes
-    from farm.scheduler import promote
+    from farm import transitions
+    from farm.scheduler.loop import promote
 
     ids = farm.submit_many([{"renderer": "demo", "params": {}} for _ in range(40)])
     with connection.pipeline() as pipe:
         for job_id in ids:
             connection.lrem("rq:queue:medium", 0, job_id)
-            outcomes.write_scheduled(pipe, job_id, "medium", time.time() - 1, ErrorKind.API_ERROR, "x", "[]")
+            transitions.write_scheduled(
+                pipe, job_id, "medium", time.time() - 1, ErrorKind.API_ERROR, "x", "[]"
+            )
         pipe.execute()
     wins: Counter[str] = Counter()
     lock = threading.Lock()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from redis import Redis
 
 from farm import Farm, JobStatus
-from farm.snapshot import take_snapshot
+from farm.live.snapshot import take_snapshot
 from tests.conftest import run_burst
 
 

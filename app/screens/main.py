@@ -19,14 +19,14 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input
 
 from farm.errors import FarmError
+from farm.live.snapshot import JobRow, Snapshot
 from farm.models import JobStatus
-from farm.snapshot import JobRow, Snapshot
 
 from ..clock import Clock
 from ..format import short_id
+from ..link import Link, LinkState, next_status
 from ..messages import ActionDone, SnapshotFailed, SnapshotReady
 from ..source import Source
-from ..state import Link, LinkState, next_status
 from ..widgets.alerts_banner import AlertsBanner
 from ..widgets.audit_panel import AuditPanel
 from ..widgets.job_table import JobTable

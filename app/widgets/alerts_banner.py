@@ -7,10 +7,10 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from farm.snapshot import Snapshot
+from farm.live.snapshot import Snapshot
 
 from ..clock import Clock
-from ..state import Link, LinkState
+from ..link import Link, LinkState
 
 
 def banner_lines(snapshot: Snapshot | None, link: Link, clock: Clock) -> list[Text]:

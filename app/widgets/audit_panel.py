@@ -7,8 +7,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from farm.live.snapshot import Snapshot
 from farm.models import AuditEntry
-from farm.snapshot import Snapshot
 
 from ..clock import Clock
 from ..format import short_id

@@ -16,8 +16,8 @@ from textual.reactive import reactive
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
+from farm.live.snapshot import JobRow, Snapshot
 from farm.models import JobStatus
-from farm.snapshot import JobRow, Snapshot
 
 from ..format import bar, duration, first_line, priority_text, seconds_between, status_text
 

@@ -7,11 +7,11 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from farm.live.snapshot import Snapshot
 from farm.models import PRIORITY_ORDER, FarmStats, JobStatus
-from farm.snapshot import Snapshot
 
 from ..format import duration, sparkline
-from ..state import Link, LinkState
+from ..link import Link, LinkState
 
 SEP = ("  │  ", "dim")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from farm.live.snapshot import JobRow, Snapshot
 from farm.models import (
     Attempt,
     AuditEntry,
@@ -17,7 +18,6 @@ from farm.models import (
     Window,
     WorkerInfo,
 )
-from farm.snapshot import JobRow, Snapshot
 
 AT = datetime(2025, 3, 14, 21, 30, 0, tzinfo=UTC)
 HIGH, MEDIUM, LOW = Priority.HIGH, Priority.MEDIUM, Priority.LOW

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from app.app import FarmApp
+from app.link import LinkState
 from app.screens.help import HelpScreen
 from app.screens.main import MainScreen
 from app.source import RedisSource
-from app.state import LinkState
-from farm.embedded import start_scratch_server
+from farm.cli.embedded import start_scratch_server
 from tests.tui.helpers import POLL, SIZE, main_screen, screen_text, until
 
 pytestmark = pytest.mark.anyio

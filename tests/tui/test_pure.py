@@ -10,11 +10,11 @@ import pytest
 
 from app.clock import FixedClock
 from app.format import bar, duration, sparkline
+from app.link import STATUS_CYCLE, Link, LinkState, next_status
 from app.logs import logs_to_file
 from app.params import parse_params
 from app.screens.caps import parse_cap
 from app.screens.enqueue import type_name
-from app.state import STATUS_CYCLE, Link, LinkState, next_status
 from app.widgets.alerts_banner import banner_lines
 from app.widgets.job_table import matches, note
 from app.widgets.stats_bar import running_line

@@ -9,12 +9,12 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from app.app import FarmApp
+from app.link import LinkState
 from app.screens.caps import CapsScreen
 from app.screens.detail import DetailScreen
 from app.screens.enqueue import EnqueueScreen
 from app.screens.help import HelpScreen
 from app.source import FixedSource
-from app.state import LinkState
 from tests.tui.helpers import SIZE, main_screen, until
 
 

@@ -12,9 +12,9 @@ from redis import Redis
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
-from .config import FarmConfig
-from .connection import connect_redis
-from .rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
+from ..config import FarmConfig
+from ..connection import connect_redis
+from ..rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
 from .worker import FarmWorker
 
 

@@ -8,11 +8,11 @@ import random
 import threading
 from typing import Any
 
-from .client import Farm
-from .config import FarmConfig
-from .connection import connect_redis
-from .errors import FarmError
-from .models import JobStatus
+from ..client import Farm
+from ..config import FarmConfig
+from ..connection import connect_redis
+from ..errors import FarmError
+from ..models import JobStatus
 
 log = logging.getLogger("farm.demo")
 

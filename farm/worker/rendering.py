@@ -30,10 +30,11 @@ from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from . import keys, lease, outcomes
-from .config import FarmConfig
-from .models import ErrorKind
-from .render import Registry, RendererEnv, RenderError, format_validation_error, renderer_env
+from .. import keys, transitions
+from ..config import FarmConfig
+from ..models import ErrorKind
+from ..render import Registry, RendererEnv, RenderError, format_validation_error, renderer_env
+from . import lease
 
 LOG_TAIL_LINES = 200
 FLUSH_EVERY = 0.2  # seconds between writes of a running job's progress and log, and cancel checks
@@ -149,7 +150,7 @@ class HorseContext:
 
         with self.connection.pipeline(transaction=False) as pipe:
             if fields or lines:  # fenced: once the run has ended (or was taken over), nothing lands
-                outcomes.fenced(self.connection, self.job_id, self.token, writes, pipe=pipe)
+                transitions.fenced(self.connection, self.job_id, self.token, writes, pipe=pipe)
             if check_cancel:
                 pipe.hget(keys.job(self.job_id), keys.F_CANCEL)
             replies = pipe.execute()

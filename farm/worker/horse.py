@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from . import keys
-from .jobinfo import decode_call
-from .models import ErrorKind
-from .render import RenderError
-from .rq_classes import DISPATCHER
+from .. import keys
+from ..jobinfo import decode_call
+from ..models import ErrorKind
+from ..render import RenderError
+from ..rq_classes import DISPATCHER
 
 TRACEBACK_LINES = 12
 

@@ -14,16 +14,16 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict
 from redis import Redis
 
-from . import keys
-from .audit import parse_entry
-from .client import stats_from_state
-from .config import FarmConfig
-from .models import PRIORITY_ORDER, AuditEntry, ErrorKind, FarmStats, JobStatus, Priority
-from .outcomes import registry_key
+from .. import keys
+from ..audit import parse_entry
+from ..client import stats_from_state
+from ..config import FarmConfig
+from ..models import PRIORITY_ORDER, AuditEntry, ErrorKind, FarmStats, JobStatus, Priority
+from ..records import float_or_none, read_job
+from ..timeutil import from_ts
+from ..transitions import registry_key
 from .placement import can_start, lanes, running_eta, take_lane, wait_reason
-from .records import float_or_none, read_job
 from .state import BAND, FarmState, read_state
-from .timeutil import from_ts
 
 ROW_FIELDS = (
     "status",

@@ -6,7 +6,7 @@ So the horse (or the worker, for endings it decides) writes one JSON file per en
 ``data_dir/journal/`` (temp file, fsync, rename) when Redis cannot take it, then moves on. Every
 worker on the host replays pending entries before it asks for new work. An entry is applied
 through the run's own fenced claim, so it lands only if nobody took the run over meanwhile, and
-once however many workers try (claims are idempotent, see ``outcomes.claim``). A finished entry
+once however many workers try (claims are idempotent, see ``transitions.claim``). A finished entry
 publishes its staging dir when its claim wins and discards it when it lost.
 """
 
@@ -23,9 +23,10 @@ from typing import Any
 
 from redis import Redis
 
-from . import dispatch, outcomes, runs
-from .config import FarmConfig
-from .models import ErrorKind
+from .. import endings, transitions
+from ..config import FarmConfig
+from ..models import ErrorKind
+from . import rendering
 
 log = logging.getLogger("farm.journal")
 
@@ -36,7 +37,7 @@ OUTCOMES = ("finished", "failed", "canceled", "requeued")
 class Entry:
     """One run ending, as the party that decided it would have written it."""
 
-    run: runs.Run
+    run: endings.Run
     outcome: str  # one of OUTCOMES
     result: dict[str, Any] | None = None  # finished: the result to record (files still staged)
     kind: ErrorKind | None = None  # failed: the error kind
@@ -59,7 +60,7 @@ class Entry:
             raise ValueError(f"unknown outcome {data.get('outcome')!r}")
         kind = data.get("kind")
         return cls(
-            run=runs.Run.from_json(data["run"]),
+            run=endings.Run.from_json(data["run"]),
             outcome=data["outcome"],
             result=data.get("result"),
             kind=ErrorKind(kind) if kind else None,
@@ -128,8 +129,8 @@ def replay(connection: Redis, config: FarmConfig) -> int:
 def apply(connection: Redis, config: FarmConfig, entry: Entry) -> bool:
     """Record one ending (fenced on its run's token); True when it was this entry that landed."""
     run = entry.run
-    wip = outcomes.wip_cleanup(connection, run.job_id, run.priority)
-    tail = dispatch.log_tail_writes(run.job_id, entry.log_lines)
+    wip = transitions.wip_cleanup(connection, run.job_id, run.priority)
+    tail = rendering.log_tail_writes(run.job_id, entry.log_lines)
 
     def extra(pipe: Any) -> None:
         tail(pipe)
@@ -137,24 +138,24 @@ def apply(connection: Redis, config: FarmConfig, entry: Entry) -> bool:
 
     if entry.outcome == "finished":
         result = entry.result or {"outputs": []}
-        won = runs.finish(connection, config, run, result, extra)
-        staging = dispatch.staging_dir(config, run.job_id, run.token)
+        won = endings.finish(connection, config, run, result, extra)
+        staging = rendering.staging_dir(config, run.job_id, run.token)
         if won:
-            dispatch.publish(config, run.job_id, staging, result)
+            rendering.publish(config, run.job_id, staging, result)
         else:
-            dispatch.discard(config, run.job_id, run.token)
+            rendering.discard(config, run.job_id, run.token)
     elif entry.outcome == "failed":
         won = (
-            runs.fail(connection, config, run, entry.kind or ErrorKind.UNKNOWN, entry.error, extra)
+            endings.fail(connection, config, run, entry.kind or ErrorKind.UNKNOWN, entry.error, extra)
             is not None
         )
-        dispatch.discard(config, run.job_id, run.token)
+        rendering.discard(config, run.job_id, run.token)
     elif entry.outcome == "canceled":
-        won = runs.cancel(connection, config, run, entry.error or "canceled while running", extra)
-        dispatch.discard(config, run.job_id, run.token)
+        won = endings.cancel(connection, config, run, entry.error or "canceled while running", extra)
+        rendering.discard(config, run.job_id, run.token)
     else:
-        won = runs.requeue(connection, config, run, extra)
-        dispatch.discard(config, run.job_id, run.token)
+        won = endings.requeue(connection, config, run, extra)
+        rendering.discard(config, run.job_id, run.token)
     log.warning(
         "journal: %s of %s %s",
         entry.outcome,

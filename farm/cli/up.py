@@ -21,11 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import caps, keys
-from .config import REDIS_URL_ENV, FarmConfig
-from .connection import connect_redis, redact
+from .. import caps, keys
+from ..config import REDIS_URL_ENV, FarmConfig
+from ..connection import connect_redis, redact
+from ..errors import FarmError
 from .embedded import EmbeddedRedis
-from .errors import FarmError
 
 log = logging.getLogger("farm.up")
 

@@ -12,9 +12,9 @@ from typing import Any, NoReturn
 
 import click
 
-from .config import FarmConfig, load_config
-from .errors import FarmError, InvalidJobError
-from .terminal import printable
+from ..config import FarmConfig, load_config
+from ..errors import FarmError, InvalidJobError
+from ..terminal import printable
 
 EXIT_FAILED_JOB = 1
 
@@ -31,7 +31,7 @@ class Context:
         return self._config
 
     def farm(self) -> Any:
-        from .client import Farm
+        from ..client import Farm
 
         return Farm.connect(config=self.config)
 
@@ -99,10 +99,10 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 @pass_ctx
 def worker(obj: Context, processes: int | None, name: str | None, burst: bool) -> None:
     """Run workers serving high, medium, low (in that order)."""
-    from . import caps
-    from .connection import connect_redis
-    from .pool import FarmWorkerPool
-    from .worker import FarmWorker
+    from .. import caps
+    from ..connection import connect_redis
+    from ..worker.pool import FarmWorkerPool
+    from ..worker.worker import FarmWorker
 
     config = obj.config
     url = config.redis_url()
@@ -121,8 +121,8 @@ def worker(obj: Context, processes: int | None, name: str | None, burst: bool) -
 @pass_ctx
 def scheduler(obj: Context) -> None:
     """Run rq-scheduler (delayed retries) and the sweep."""
-    from .connection import connect_redis
-    from .scheduler import SchedulerLoop
+    from ..connection import connect_redis
+    from ..scheduler.loop import SchedulerLoop
 
     loop = SchedulerLoop(connect_redis(obj.config.redis_url(), obj.config), obj.config)
     loop.install_signal_handlers()
@@ -234,7 +234,7 @@ def submit(
     )
     click.echo(new_id)
     if wait:
-        from .cli_view import follow
+        from .views import follow
 
         info = follow(farm, new_id)
         if info.status.value != "finished":
@@ -254,7 +254,7 @@ def ls(
     obj: Context, status: str | None, priority: str | None, renderer: str | None, limit: int, as_json: bool
 ) -> None:
     """List jobs, newest first."""
-    from .cli_view import job_table
+    from .views import job_table
 
     infos = obj.farm().list(status=status, priority=priority, renderer=renderer, limit=limit)
     if as_json:
@@ -264,7 +264,7 @@ def ls(
 
 
 def _show(info: Any, as_json: bool) -> None:
-    from .cli_view import job_detail
+    from .views import job_detail
 
     click.echo(as_json_text(info.model_dump(mode="json")) if as_json else job_detail(info))
 
@@ -306,7 +306,7 @@ cli.command(name="retry", help="Retry a failed or canceled job now.")(
 @pass_ctx
 def caps(obj: Context, total: int | None, sets: tuple[str, ...], as_json: bool) -> None:
     """Show or change caps (live, farm-wide)."""
-    from .cli_view import caps_text
+    from .views import caps_text
 
     renderers: dict[str, int | None] = {}
     for item in sets:
@@ -349,7 +349,7 @@ def resume(obj: Context, priority: str) -> None:
 @pass_ctx
 def stats(obj: Context, as_json: bool) -> None:
     """Counts, caps, workers and throughput."""
-    from .cli_view import stats_text
+    from .views import stats_text
 
     result = obj.farm().stats()
     click.echo(as_json_text(result.model_dump(mode="json")) if as_json else stats_text(result))

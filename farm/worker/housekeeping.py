@@ -21,9 +21,10 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import RedisError
 
-from . import dispatch, journal, keys
-from .config import FarmConfig
-from .records import read_job
+from .. import keys
+from ..config import FarmConfig
+from ..records import read_job
+from . import journal, rendering
 
 log = logging.getLogger("farm.housekeeping")
 
@@ -72,7 +73,7 @@ def _clean_logs(connection: Redis, config: FarmConfig, now: float) -> int:
 
 
 def _clean_staging(connection: Redis, config: FarmConfig, now: float) -> int:
-    partial = config.output_dir / dispatch.PARTIAL
+    partial = config.output_dir / rendering.PARTIAL
     candidates = [(m, p) for m, p in _oldest_first(partial, "*.*") if p.is_dir() and now - m > STAGING_GRACE]
     removed = 0
     for _, path in candidates:
@@ -89,7 +90,7 @@ def _clean_staging(connection: Redis, config: FarmConfig, now: float) -> int:
         recorded = read_job(job_id, {keys.F_RESULT.encode(): result} if result else {}).result or {}
         target = Path(str(recorded.get("output_dir") or ""))
         if won and recorded.get("outputs") and not target.exists():
-            dispatch.publish(config, job_id, path, recorded)
+            rendering.publish(config, job_id, path, recorded)
             log.warning("housekeeping: published %s, whose owner died before renaming it", path.name)
             continue
         shutil.rmtree(path, ignore_errors=True)

@@ -8,7 +8,7 @@ ends ``timeout`` if it was past its timeout (its worker died or stalled before e
 ``worker_lost`` (back in line at its place). Expired leases are checked on every scheduler tick
 (one sorted-set range read); the full slot table, retention and dead workers on every sweep.
 
-Every action on a run is a fenced claim (``outcomes.claim`` with the run's token), so two
+Every action on a run is a fenced claim (``transitions.claim`` with the run's token), so two
 sweeps, or a sweep racing a worker that is still alive, can never end one run twice.
 """
 
@@ -23,11 +23,11 @@ from redis.exceptions import RedisError, WatchError
 from rq import worker_registration
 from rq.serializers import JSONSerializer
 
-from . import keys, outcomes, runs
-from .config import FarmConfig
-from .models import PRIORITY_ORDER, ErrorKind
-from .outcomes import registry_key
-from .records import Slot, read_job, text
+from .. import endings, keys, transitions
+from ..config import FarmConfig
+from ..models import PRIORITY_ORDER, ErrorKind
+from ..records import Slot, read_job, text
+from ..transitions import registry_key
 
 log = logging.getLogger("farm.sweep")
 
@@ -92,22 +92,22 @@ def _take_over(
             report.freed.append(job_id)
         return
     record = read_job(job_id, raw)
-    run = runs.Run.from_record(record)
+    run = endings.Run.from_record(record)
     if run.token != token.decode("utf-8", "replace"):
         return  # the hash and the owner disagree: a newer run is starting; leave it alone
-    cleanup = outcomes.wip_cleanup(connection, job_id, priority)
+    cleanup = transitions.wip_cleanup(connection, job_id, priority)
     timeout = float(record.timeout or config.renderer_timeout(renderer))
     if record.cancel:
-        done = runs.cancel(connection, config, run, f"canceled; its worker {worker} was lost", cleanup)
+        done = endings.cancel(connection, config, run, f"canceled; its worker {worker} was lost", cleanup)
     elif now - started > timeout:
         message = f"ran past its {timeout:g}s timeout and its worker {worker} stopped answering"
-        done = runs.fail(connection, config, run, ErrorKind.TIMEOUT, message, cleanup) is not None
+        done = endings.fail(connection, config, run, ErrorKind.TIMEOUT, message, cleanup) is not None
         if done:
             report.timed_out.append(job_id)
         return
     else:
         message = f"worker {worker} stopped renewing the run's lease (died, stopped or cut off)"
-        done = runs.fail(connection, config, run, ErrorKind.WORKER_LOST, message, cleanup) is not None
+        done = endings.fail(connection, config, run, ErrorKind.WORKER_LOST, message, cleanup) is not None
     if done:
         log.warning("sweep: took over %s from worker %s (lease expired)", job_id, worker)
         report.recovered.append(job_id)
@@ -117,7 +117,7 @@ def _free_orphan(connection: Redis, job_id: str, token: bytes | None, slot: Slot
     """A slot whose job is gone or not running: release it — fenced on its owner when it has one,
     else only while the slot still holds the value seen (two sweeps never release it twice)."""
     if token is not None:
-        return outcomes.claim(
+        return transitions.claim(
             connection,
             job_id,
             token.decode("utf-8", "replace"),
@@ -132,7 +132,7 @@ def _free_orphan(connection: Redis, job_id: str, token: bytes | None, slot: Slot
                 pipe.unwatch()
                 return False
             pipe.multi()
-            outcomes.release_slot(pipe, job_id, slot.renderer, "orphan freed")
+            transitions.release_slot(pipe, job_id, slot.renderer, "orphan freed")
             pipe.execute()
             return True
         except WatchError:
@@ -164,7 +164,7 @@ def forget_dead_workers(connection: Redis, config: FarmConfig, report: SweepRepo
     """Drop RQ registrations of workers that stopped heartbeating (RQ keeps them ~8 minutes)."""
     from rq.worker import Worker
 
-    from .rq_classes import FarmJob, FarmQueue
+    from ..rq_classes import FarmJob, FarmQueue
 
     beats = {
         m.decode("utf-8", "replace"): s for m, s in connection.zrange(keys.HEARTBEATS, 0, -1, withscores=True)

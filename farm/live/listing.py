@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 
 from redis import Redis
 
-from . import keys
-from .models import PRIORITY_ORDER, JobStatus, Priority
-from .outcomes import registry_key
-from .records import RQ_TO_FARM_STATUS, Slot
+from .. import keys
+from ..models import PRIORITY_ORDER, JobStatus, Priority
+from ..records import RQ_TO_FARM_STATUS, Slot
+from ..transitions import registry_key
 
 PAGE = 500
 MAX_SCAN = 20_000

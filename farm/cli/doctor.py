@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .config import FarmConfig
-from .connection import connect_redis, redact
-from .errors import FarmError
+from ..config import FarmConfig
+from ..connection import connect_redis, redact
+from ..errors import FarmError
 
 
 def run_doctor(config: FarmConfig) -> int:
     """Print one line per check; returns the exit code (0 all good, 4 Redis down, 1 otherwise)."""
-    from .render import Registry
+    from ..render import Registry
 
     problems = 0
     url = config.redis_url()
@@ -20,7 +20,7 @@ def run_doctor(config: FarmConfig) -> int:
     except FarmError as exc:
         click.echo(f"FAIL redis        {exc}")
         return 4
-    from .client import Farm
+    from ..client import Farm
 
     farm = Farm(connection, config, url=url)
     stats = farm.stats()

@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .models import Caps, FarmStats, JobInfo, JobStatus
-from .terminal import printable
+from ..models import Caps, FarmStats, JobInfo, JobStatus
+from ..terminal import printable
 
 BAR_WIDTH = 30
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 
-from . import keys
-from .models import PRIORITY_ORDER, JobInfo, JobStatus, Priority
+from .. import keys
+from ..models import PRIORITY_ORDER, JobInfo, JobStatus, Priority
 from .state import BAND, FarmState
 
 DEFAULT_RUN_SECONDS = 60.0

@@ -1,7 +1,7 @@
 """Ending a run: success, failure (with the retry policy), cancel, requeue — each one fenced claim.
 
 Called by the work horse (success, render errors), the worker (cancel, timeout, horse lost,
-shutdown requeue) and the sweep (dead workers, stuck jobs). See ``outcomes.claim``.
+shutdown requeue) and the sweep (dead workers, stuck jobs). See ``transitions.claim``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from . import keys, outcomes
+from . import keys, transitions
 from .config import FarmConfig
 from .models import Attempt, ErrorKind, JobStatus
 from .records import JobRecord, corrupt_error, read_job
@@ -95,7 +95,7 @@ class Run:
         return max(0.0, (utcnow() - self.started_at).total_seconds())
 
     def record(self, kind: ErrorKind | None = None, error: str | None = None) -> Attempt:
-        return outcomes.attempt_record(self.attempt, self.worker, self.started_at, kind, error)
+        return transitions.attempt_record(self.attempt, self.worker, self.started_at, kind, error)
 
 
 def _with_extra(writes: Callable[[Pipeline], None], extra: Extra) -> Callable[[Pipeline], None]:
@@ -113,17 +113,17 @@ def finish(
     connection: Redis, config: FarmConfig, run: Run, result: dict[str, Any], extra: Extra = None
 ) -> bool:
     def writes(pipe: Pipeline) -> None:
-        outcomes.write_finished(
+        transitions.write_finished(
             pipe,
             run.job_id,
             run.priority,
             config.retention.finished,
             result,
-            outcomes.history_json(run.history, run.record()),
+            transitions.history_json(run.history, run.record()),
         )
-        outcomes.count_outcome(pipe, JobStatus.FINISHED, run.renderer, run.run_seconds())
+        transitions.count_outcome(pipe, JobStatus.FINISHED, run.renderer, run.run_seconds())
 
-    return outcomes.claim(
+    return transitions.claim(
         connection, run.job_id, run.token, _with_extra(writes, extra), run.renderer, "finished"
     )
 
@@ -141,17 +141,19 @@ def fail(
     if run.corrupt:  # never put a job whose record cannot be read back in line
         kind, error = ErrorKind.INVALID_INPUT, corrupt_error(run.corrupt)
     decision = decide(kind, run.attempt - run.retry_base, run.max_retries)
-    hist = outcomes.history_json(run.history, run.record(kind, error))
+    hist = transitions.history_json(run.history, run.record(kind, error))
 
     def writes(pipe: Pipeline) -> None:
         if decision is Decision.FAIL:
-            outcomes.write_failed(pipe, run.job_id, run.priority, config.retention.failed, kind, error, hist)
-            outcomes.count_outcome(pipe, JobStatus.FAILED, run.renderer, run.run_seconds())
+            transitions.write_failed(
+                pipe, run.job_id, run.priority, config.retention.failed, kind, error, hist
+            )
+            transitions.count_outcome(pipe, JobStatus.FAILED, run.renderer, run.run_seconds())
         elif decision is Decision.RETRY_LATER:
             retry_at = time.time() + retry_delay(run.attempt - run.retry_base, config.retry)
-            outcomes.write_scheduled(pipe, run.job_id, run.priority, retry_at, kind, error, hist)
+            transitions.write_scheduled(pipe, run.job_id, run.priority, retry_at, kind, error, hist)
         else:
-            outcomes.write_requeued(
+            transitions.write_requeued(
                 pipe,
                 run.job_id,
                 run.priority,
@@ -159,31 +161,33 @@ def fail(
                 fields={
                     keys.F_HISTORY: hist,
                     keys.F_ERROR_KIND: kind.value,
-                    keys.F_ERROR: outcomes.trim_error(error),
+                    keys.F_ERROR: transitions.trim_error(error),
                 },
                 renderer=run.renderer,
                 line=run.line,
             )
 
     outcome = f"{kind.value}:{decision.value}"
-    if outcomes.claim(connection, run.job_id, run.token, _with_extra(writes, extra), run.renderer, outcome):
+    if transitions.claim(
+        connection, run.job_id, run.token, _with_extra(writes, extra), run.renderer, outcome
+    ):
         return decision
     return None
 
 
 def cancel(connection: Redis, config: FarmConfig, run: Run, message: str, extra: Extra = None) -> bool:
     def writes(pipe: Pipeline) -> None:
-        outcomes.write_canceled(
+        transitions.write_canceled(
             pipe,
             run.job_id,
             run.priority,
             config.retention.canceled,
             message,
-            outcomes.history_json(run.history, run.record(ErrorKind.CANCELED, message)),
+            transitions.history_json(run.history, run.record(ErrorKind.CANCELED, message)),
         )
-        outcomes.count_outcome(pipe, JobStatus.CANCELED, run.renderer, run.run_seconds())
+        transitions.count_outcome(pipe, JobStatus.CANCELED, run.renderer, run.run_seconds())
 
-    return outcomes.claim(
+    return transitions.claim(
         connection, run.job_id, run.token, _with_extra(writes, extra), run.renderer, "canceled"
     )
 
@@ -204,7 +208,7 @@ def requeue(connection: Redis, config: FarmConfig, run: Run, extra: Extra = None
         )
 
     def writes(pipe: Pipeline) -> None:
-        outcomes.write_requeued(
+        transitions.write_requeued(
             pipe,
             run.job_id,
             run.priority,
@@ -214,6 +218,6 @@ def requeue(connection: Redis, config: FarmConfig, run: Run, extra: Extra = None
             line=run.line,
         )
 
-    return outcomes.claim(
+    return transitions.claim(
         connection, run.job_id, run.token, _with_extra(writes, extra), run.renderer, "requeued"
     )

@@ -8,12 +8,12 @@ from redis import Redis
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
-from . import keys
-from .config import FarmConfig
-from .models import WorkerInfo
-from .records import Slot
-from .rq_classes import FarmJob, FarmQueue
-from .timeutil import from_ts
+from .. import keys
+from ..config import FarmConfig
+from ..models import WorkerInfo
+from ..records import Slot
+from ..rq_classes import FarmJob, FarmQueue
+from ..timeutil import from_ts
 
 
 def list_workers(connection: Redis, config: FarmConfig) -> list[WorkerInfo]:

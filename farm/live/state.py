@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from . import keys
-from .caps import caps_from_hash
-from .config import FarmConfig
-from .models import PRIORITY_ORDER, Caps, JobStatus, Priority
-from .outcomes import BAND, registry_key
-from .records import Slot, float_or_none, number_map
+from .. import keys
+from ..caps import caps_from_hash
+from ..config import FarmConfig
+from ..models import PRIORITY_ORDER, Caps, JobStatus, Priority
+from ..records import Slot, float_or_none, number_map
+from ..transitions import BAND, registry_key
 
 HOUR_BUCKETS = 60
 THROUGHPUT_MINUTES = 30

@@ -31,9 +31,9 @@ from urllib.parse import quote
 from redis import Redis
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
-from .config import FarmConfig
-from .connection import no_retry
-from .errors import ConfigError, FarmError
+from ..config import FarmConfig
+from ..connection import no_retry
+from ..errors import ConfigError, FarmError
 from .redis_conf import (
     ADMIN_SECRET_NAME,
     ADMIN_USER,

@@ -31,7 +31,7 @@ import time
 from redis import Redis
 from redis.commands.core import Script
 
-from . import keys, scripts
+from .. import keys, scripts
 
 IDLE, RENDERING, ENDING = 0, 1, 2
 GUARD_EVERY = 0.05  # seconds between the guards' looks at the cell

@@ -40,13 +40,14 @@ from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 from rq.worker import Worker, WorkerStatus
 
-from . import dispatch, horse, housekeeping, journal, keys, lease, outcomes, runs, scripts
-from .config import FarmConfig
-from .models import ErrorKind
-from .records import Slot, read_job, text
-from .render import Registry
-from .rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
-from .timeutil import local_minute_of_day, rq_time
+from .. import endings, keys, scripts, transitions
+from ..config import FarmConfig
+from ..models import ErrorKind
+from ..records import Slot, read_job, text
+from ..render import Registry
+from ..rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
+from ..timeutil import local_minute_of_day, rq_time
+from . import horse, housekeeping, journal, lease, rendering
 
 log = logging.getLogger("farm.worker")
 
@@ -95,7 +96,7 @@ class FarmWorker(Worker):
         self._dispatch_script = scripts.register(connection, "dispatch")
         self._heartbeat_script = scripts.register(connection, "heartbeat")
         self._slots_checked = 0.0
-        self._run: runs.Run | None = None
+        self._run: endings.Run | None = None
         self._raw: dict[bytes, bytes] = {}
         self._force_requeue = False
         self._last_farm_heartbeat = 0.0
@@ -110,7 +111,7 @@ class FarmWorker(Worker):
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         self._wait_for_redis()
         super().bootstrap(*args, **kwargs)
-        dispatch.configure(self.config, self.registry, self.connection, self._lease)
+        rendering.configure(self.config, self.registry, self.connection, self._lease)
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         self.farm_heartbeat(force=True)
 
@@ -178,7 +179,7 @@ class FarmWorker(Worker):
         self.monitor_work_horse(job, queue, execution)
         self._state = WorkerStatus.IDLE  # written by the heartbeat RQ's work loop sends next
 
-    def _arm_lease(self, job: Job, run: runs.Run) -> None:
+    def _arm_lease(self, job: Job, run: endings.Run) -> None:
         """The lease dispatch.lua granted counts from when the dispatch was sent; renew it here if
         warming the renderer took a while, then hand the deadline to the horse through the cell."""
         seconds = self.config.worker.lease
@@ -189,7 +190,7 @@ class FarmWorker(Worker):
                 sent = -seconds  # taken over already: the horse starts with a dead lease and dies
         timeout = float(job.timeout or self.config.renderer_timeout(run.renderer))
         hard = time.monotonic() + timeout + TIMEOUT_BACKSTOP
-        self._lease.arm(sent + seconds - dispatch.LEASE_SAFETY, hard)
+        self._lease.arm(sent + seconds - rendering.LEASE_SAFETY, hard)
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is None and state == self._state:
@@ -266,7 +267,7 @@ class FarmWorker(Worker):
                     continue
                 raw = self.connection.hgetall(keys.job(slot.job_id))
                 if raw:
-                    runs.requeue(self.connection, self.config, runs.Run.from_hash(slot.job_id, raw))
+                    endings.requeue(self.connection, self.config, endings.Run.from_hash(slot.job_id, raw))
         except redis.exceptions.RedisError as exc:
             log.warning("worker %s: could not release its slots at exit: %s", self.name, exc)
 
@@ -363,8 +364,8 @@ class FarmWorker(Worker):
             self._refuse(job_id, queue_name, raw, reason)
             return None
         self._raw = raw
-        self._run = runs.Run.from_record(record)
-        dispatch.set_job(self._run.attempt, record.job_type, self._run.token)
+        self._run = endings.Run.from_record(record)
+        rendering.set_job(self._run.attempt, record.job_type, self._run.token)
         return job, FarmQueue(
             queue_name if queue_name in QUEUE_NAMES else "medium", connection=self.connection
         )
@@ -375,12 +376,12 @@ class FarmWorker(Worker):
         ttl = self.config.retention.failed
 
         def writes(pipe: Pipeline) -> None:
-            outcomes.write_failed(pipe, job_id, priority, ttl, ErrorKind.INVALID_INPUT, reason, "[]")
+            transitions.write_failed(pipe, job_id, priority, ttl, ErrorKind.INVALID_INPUT, reason, "[]")
 
         token = text(raw, keys.F_TOKEN)
         renderer = text(raw, keys.F_RENDERER)
         if token and renderer:
-            outcomes.claim(self.connection, job_id, token, writes, renderer, "refused")
+            transitions.claim(self.connection, job_id, token, writes, renderer, "refused")
         else:
             with self.connection.pipeline() as pipe:
                 writes(pipe)
@@ -398,14 +399,14 @@ class FarmWorker(Worker):
             self.set_state(WorkerStatus.BUSY, pipeline=pipe)
             if run is not None:
                 waited = time.time() - float(text(self._raw, keys.F_SUBMITTED) or time.time())
-                outcomes.count_start(pipe, run.renderer, waited)
+                transitions.count_start(pipe, run.renderer, waited)
             pipe.execute()
         return execution
 
     def _bookkeeping(self, job: Job, execution: Execution, ok: bool) -> Callable[[Pipeline], None]:
         """RQ's own records of an ended execution, committed with the run's outcome."""
 
-        tail = dispatch.log_tail_writes(job.id, dispatch.closing_lines()) if self.is_horse else None
+        tail = rendering.log_tail_writes(job.id, rendering.closing_lines()) if self.is_horse else None
 
         def writes(pipe: Pipeline) -> None:
             if tail is not None:
@@ -440,7 +441,7 @@ class FarmWorker(Worker):
         stopped = self._stopped_job_id == job.id
         self._stopped_job_id = None
         if not ended_by_horse:
-            dispatch.discard(self.config, run.job_id, run.token)  # a killed attempt's files
+            rendering.discard(self.config, run.job_id, run.token)  # a killed attempt's files
         try:
             self._end_run(run, reason, status, stopped, timeout, self._bookkeeping(job, execution, ok=False))
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -449,7 +450,7 @@ class FarmWorker(Worker):
         self._run = None
 
     def _ending(
-        self, run: runs.Run, reason: str | None, status: int, stopped: bool, timeout: float
+        self, run: endings.Run, reason: str | None, status: int, stopped: bool, timeout: float
     ) -> tuple[str, ErrorKind | None, str] | None:
         """What the worker records when it (not the horse) ends a run: (outcome, kind, message)."""
         if reason == "superseded":
@@ -477,7 +478,7 @@ class FarmWorker(Worker):
 
     def _end_run(
         self,
-        run: runs.Run,
+        run: endings.Run,
         reason: str | None,
         status: int,
         stopped: bool,
@@ -500,14 +501,14 @@ class FarmWorker(Worker):
             log.warning("worker %s: %s %s", self.name, run.job_id, message)
         if outcome == "failed":
             assert kind is not None
-            runs.fail(self.connection, self.config, run, kind, message, bookkeeping)
+            endings.fail(self.connection, self.config, run, kind, message, bookkeeping)
         elif outcome == "canceled":
-            runs.cancel(self.connection, self.config, run, message, bookkeeping)
+            endings.cancel(self.connection, self.config, run, message, bookkeeping)
         else:
-            runs.requeue(self.connection, self.config, run, bookkeeping)
+            endings.requeue(self.connection, self.config, run, bookkeeping)
 
     def _journal_end(
-        self, run: runs.Run, reason: str | None, status: int, stopped: bool, timeout: float
+        self, run: endings.Run, reason: str | None, status: int, stopped: bool, timeout: float
     ) -> None:
         ending = self._ending(run, reason, status, stopped, timeout)
         if ending is not None:
@@ -563,7 +564,7 @@ class FarmWorker(Worker):
         cell = self._lease
         guard = lease.spawn_guard_process(cell) if self._spawns_subprocesses(run.renderer) else 0
         threading.Thread(
-            target=dispatch.horse_loop, args=(os.getppid(), job.id), daemon=True, name="farm-horse"
+            target=rendering.horse_loop, args=(os.getppid(), job.id), daemon=True, name="farm-horse"
         ).start()
         lease.start_guard_thread(cell)
         try:
@@ -578,7 +579,7 @@ class FarmWorker(Worker):
             lease.reap_guard(guard)
         problem = self._unstorable(result)
         if problem is not None:
-            dispatch.discard(self.config, run.job_id, run.token)
+            rendering.discard(self.config, run.job_id, run.token)
             entry = journal.Entry(run, "failed", kind=ErrorKind.UNKNOWN, error=problem)
             self._record_end(run, entry, execution, job)
             return False
@@ -601,7 +602,7 @@ class FarmWorker(Worker):
         except Exception:  # the render itself will report an unusable renderer
             return False
 
-    def _record_end(self, run: runs.Run, entry: journal.Entry, execution: Execution, job: Job) -> bool:
+    def _record_end(self, run: endings.Run, entry: journal.Entry, execution: Execution, job: Job) -> bool:
         """Record the horse's ending of its run (fenced), retrying for a moment if Redis is away,
         then publish the outputs if this attempt won. If Redis stays away, the ending goes to the
         local journal (with the outputs still staged) and the worker replays it later."""
@@ -612,30 +613,30 @@ class FarmWorker(Worker):
             try:
                 if entry.outcome == "finished":
                     assert entry.result is not None
-                    won = runs.finish(self.connection, self.config, run, entry.result, bookkeeping)
+                    won = endings.finish(self.connection, self.config, run, entry.result, bookkeeping)
                 else:
                     assert entry.kind is not None
                     won = (
-                        runs.fail(self.connection, self.config, run, entry.kind, entry.error, bookkeeping)
+                        endings.fail(self.connection, self.config, run, entry.kind, entry.error, bookkeeping)
                         is not None
                     )
                 break
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                 if time.monotonic() >= give_up:
-                    lines = dispatch.closing_lines()
+                    lines = rendering.closing_lines()
                     journal.record(self.config, dataclasses.replace(entry, log_lines=lines))
                     return ok
                 time.sleep(0.2)
         if ok and won:
             assert entry.result is not None
-            dispatch.publish(
+            rendering.publish(
                 self.config,
                 run.job_id,
-                dispatch.staging_dir(self.config, run.job_id, run.token),
+                rendering.staging_dir(self.config, run.job_id, run.token),
                 entry.result,
             )
         else:
-            dispatch.discard(self.config, run.job_id, run.token)
+            rendering.discard(self.config, run.job_id, run.token)
             if not won:
                 log.warning("horse of %s: its run was taken over before it could record its end", run.job_id)
         return ok and won

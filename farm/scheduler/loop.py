@@ -23,11 +23,11 @@ from redis import Redis
 from redis.exceptions import RedisError, WatchError
 from rq_scheduler import Scheduler
 
-from . import caps, keys, outcomes
-from .config import FarmConfig
-from .models import ErrorKind
-from .records import read_job
-from .rq_classes import FarmJob, FarmQueue
+from .. import caps, keys, transitions
+from ..config import FarmConfig
+from ..models import ErrorKind
+from ..records import read_job
+from ..rq_classes import FarmJob, FarmQueue
 from .sweep import SweepReport, server_time, sweep_once, take_over_expired
 
 log = logging.getLogger("farm.scheduler")
@@ -55,7 +55,7 @@ def promote(connection: Redis, job_id: str, failed_ttl: int = 7 * 86_400) -> boo
                     pipe.execute()  # canceled or expired meanwhile: just drop the schedule entry
                     return False
                 if record.corrupt_error:
-                    outcomes.write_failed(
+                    transitions.write_failed(
                         pipe,
                         job_id,
                         priority,
@@ -67,8 +67,8 @@ def promote(connection: Redis, job_id: str, failed_ttl: int = 7 * 86_400) -> boo
                     pipe.execute()
                     log.error("retry of %s refused: %s", job_id, record.corrupt_error)
                     return False
-                outcomes.write_requeued(pipe, job_id, priority, front=False, fields={})
-                outcomes.event(pipe, e="retry", job=job_id, p=priority)
+                transitions.write_requeued(pipe, job_id, priority, front=False, fields={})
+                transitions.event(pipe, e="retry", job=job_id, p=priority)
                 pipe.execute()
                 return True
             except WatchError:

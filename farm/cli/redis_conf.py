@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .errors import FarmError
+from ..errors import FarmError
 
 MIN_VERSION = (6, 2, 0)  # ACL pub/sub channel rules (&*) and CLIENT INFO, which RQ's worker reads
 ADMIN_USER = "farm-admin"
