@@ -6,11 +6,12 @@ What is overridden and why:
 - ``dequeue_job_and_maintain_ttl``: RQ pops the first job of the first non-empty queue. The
   farm must respect caps without losing priority, so it calls ``lua/dispatch.lua`` (which takes
   the cap slot atomically) and sleeps on a wake-up list instead of BLPOP on the queues.
-- ``perform_job`` (horse): a run ends through ``runs`` (fenced claim), never RQ's handlers, so a
-  recovered run can't be finished twice; errors are classified into ErrorKinds.
-- ``monitor_work_horse`` (worker): waits on a pidfd and enforces the job timeout, cancel
-  requests and shutdown grace by SIGKILLing the horse's whole process group (the horse and every
-  subprocess it started), then ends the run itself.
+- ``perform_job`` (horse, in ``horse.run_job``): a run ends through ``endings`` (a fenced
+  claim), never RQ's handlers, so a recovered run can't be finished twice; errors are classified
+  into ErrorKinds.
+- ``monitor_work_horse`` (worker, in ``monitor.watch``): waits on a pidfd and enforces the job
+  timeout, cancels, shutdown grace and the run's lease by SIGKILLing the horse's whole process
+  group (the horse and every subprocess it started), then ends the run itself.
 - ``request_force_stop``: a second SIGTERM/SIGINT requeues the running job instead of leaving it
   ``started`` for minutes.
 """
@@ -18,13 +19,10 @@ What is overridden and why:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import logging
 import os
 import signal
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -47,7 +45,7 @@ from ..records import Slot, read_job, text
 from ..render import Registry
 from ..rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
 from ..timeutil import local_minute_of_day, rq_time
-from . import horse, housekeeping, journal, lease, rendering
+from . import horse, housekeeping, journal, lease, monitor, rendering
 
 log = logging.getLogger("farm.worker")
 
@@ -56,8 +54,6 @@ IDLE_WAIT = 1.0  # seconds an idle worker sleeps on the wake-up list before look
 ORPHAN_CHECK_EVERY = 5.0  # seconds between an idle worker's checks for slots it still holds
 HOUSEKEEPING_EVERY = 60.0  # seconds between an idle worker's cleanups of this host's files
 RECONNECT_EVERY = 0.5  # seconds between tries while Redis is unreachable ("back within 2 s")
-TIMEOUT_BACKSTOP = 5.0  # the horse kills itself this long after its timeout if nobody else did
-END_RETRY_FOR = 2.0  # seconds the horse keeps trying to record its end before journaling it
 TRACEBACK_LINES = 12
 
 
@@ -174,23 +170,16 @@ class FarmWorker(Worker):
         assert run is not None
         self._warm_renderer(run.renderer)
         execution = self.prepare_execution(job)
-        self._arm_lease(job, run)
+        monitor.arm_lease(self, job, run)
         self.fork_work_horse(job, queue)
         self.monitor_work_horse(job, queue, execution)
         self._state = WorkerStatus.IDLE  # written by the heartbeat RQ's work loop sends next
 
-    def _arm_lease(self, job: Job, run: endings.Run) -> None:
-        """The lease dispatch.lua granted counts from when the dispatch was sent; renew it here if
-        warming the renderer took a while, then hand the deadline to the horse through the cell."""
-        seconds = self.config.worker.lease
-        sent = self._dispatched_at
-        if time.monotonic() - sent > seconds / 4:
-            sent = time.monotonic()
-            if not lease.renew(self.connection, run.job_id, run.token, seconds):
-                sent = -seconds  # taken over already: the horse starts with a dead lease and dies
-        timeout = float(job.timeout or self.config.renderer_timeout(run.renderer))
-        hard = time.monotonic() + timeout + TIMEOUT_BACKSTOP
-        self._lease.arm(sent + seconds - rendering.LEASE_SAFETY, hard)
+    def monitor_work_horse(self, job: Job, queue: Queue, execution: Execution) -> None:
+        monitor.watch(self, job, queue, execution)
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        return horse.run_job(self, job, queue, execution)
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is None and state == self._state:
@@ -419,224 +408,4 @@ class FarmWorker(Worker):
 
         return writes
 
-    def monitor_work_horse(self, job: Job, queue: Queue, execution: Execution) -> None:
-        run = self._run
-        assert run is not None
-        pid = self._horse_pid
-        timeout = float(job.timeout or self.config.renderer_timeout(run.renderer))
-        deadline = time.monotonic() + timeout
-        check = self._horse_check(job, execution, run.token)
-        reason, status = horse.watch(pid, deadline, self.config.worker.cancel_poll, check)
-        # Kill the horse's whole process group now, whatever happened: on timeout/cancel that is the
-        # point; after an exit it takes down any subprocess the horse left behind. The horse is not
-        # reaped yet, so its pid (the group id) cannot have been reused.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        if status is None:
-            status = horse.reap(pid)
-        ended_by_horse = self._lease.state == lease.ENDING and status == 0
-        self._lease.idle()
-        self.executions.pop(execution.id, None)
-        self._horse_pid = 0
-        stopped = self._stopped_job_id == job.id
-        self._stopped_job_id = None
-        if not ended_by_horse:
-            rendering.discard(self.config, run.job_id, run.token)  # a killed attempt's files
-        try:
-            self._end_run(run, reason, status, stopped, timeout, self._bookkeeping(job, execution, ok=False))
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            log.error("worker %s: could not record the end of %s: %s", self.name, job.id, exc)
-            self._journal_end(run, reason, status, stopped, timeout)
-        self._run = None
-
-    def _ending(
-        self, run: endings.Run, reason: str | None, status: int, stopped: bool, timeout: float
-    ) -> tuple[str, ErrorKind | None, str] | None:
-        """What the worker records when it (not the horse) ends a run: (outcome, kind, message)."""
-        if reason == "superseded":
-            return None
-        if reason == "timeout":
-            return "failed", ErrorKind.TIMEOUT, f"timed out after {timeout:g}s; its process tree was killed"
-        if reason == "lease":
-            return (
-                "failed",
-                ErrorKind.WORKER_LOST,
-                "its lease could not be renewed in time (Redis unreachable, or the worker or horse "
-                "stopped); its process tree was killed",
-            )
-        if reason == "cancel" or (stopped and status != 0):
-            return "canceled", ErrorKind.CANCELED, "canceled while running; process tree killed"
-        if reason == "shutdown":
-            return "requeued", None, ""
-        if status != 0:
-            return (
-                "failed",
-                ErrorKind.WORKER_LOST,
-                f"work horse died unexpectedly ({horse.describe_exit(status)})",
-            )
-        return None
-
-    def _end_run(
-        self,
-        run: endings.Run,
-        reason: str | None,
-        status: int,
-        stopped: bool,
-        timeout: float,
-        bookkeeping: Callable[[Pipeline], None],
-    ) -> None:
-        """The worker's side of ending a run (the horse ends it itself when it exits normally)."""
-        if reason == "superseded":
-            log.warning(
-                "worker %s: %s was taken over (its run was ended elsewhere); horse killed",
-                self.name,
-                run.job_id,
-            )
-            return
-        ending = self._ending(run, reason, status, stopped, timeout)
-        if ending is None:
-            return
-        outcome, kind, message = ending
-        if reason == "lease":
-            log.warning("worker %s: %s %s", self.name, run.job_id, message)
-        if outcome == "failed":
-            assert kind is not None
-            endings.fail(self.connection, self.config, run, kind, message, bookkeeping)
-        elif outcome == "canceled":
-            endings.cancel(self.connection, self.config, run, message, bookkeeping)
-        else:
-            endings.requeue(self.connection, self.config, run, bookkeeping)
-
-    def _journal_end(
-        self, run: endings.Run, reason: str | None, status: int, stopped: bool, timeout: float
-    ) -> None:
-        ending = self._ending(run, reason, status, stopped, timeout)
-        if ending is not None:
-            outcome, kind, message = ending
-            journal.record(self.config, journal.Entry(run, outcome, kind=kind, error=message))
-
-    def _horse_check(self, job: Job, execution: Execution, token: str) -> Callable[[float], str | None]:
-        """What ``horse.watch`` asks while the horse runs: must it be killed, and why? Besides
-        cancels and shutdowns: if the run lost its lease (the horse could not renew it: it is
-        stopped, or Redis is unreachable) or no longer owns its slot (taken over), the horse must
-        stop at once. A run the horse itself is ending (the lease cell says ENDING) is left alone."""
-        beat_every = self.config.worker.heartbeat_interval
-        next_beat = time.monotonic() + beat_every
-
-        def check(now: float) -> str | None:
-            nonlocal next_beat
-            if self._stopped_job_id == job.id:
-                return "cancel"
-            if self._force_requeue:
-                return "shutdown"
-            if self._lease.expired(now):
-                return "lease"
-            if self._stop_requested and self._shutdown_requested_date is not None:
-                waited = (rq_now() - self._shutdown_requested_date).total_seconds()
-                if waited >= self.config.worker.shutdown_grace:
-                    return "shutdown"
-            try:
-                with self.connection.pipeline(transaction=False) as pipe:
-                    pipe.hget(job.key, keys.F_CANCEL)
-                    pipe.get(keys.owner(job.id))
-                    cancel, owner = pipe.execute()
-                if (
-                    owner is None or owner.decode("utf-8", "replace") != token
-                ) and self._lease.state == lease.RENDERING:
-                    return "superseded"
-                if cancel:
-                    return "cancel"
-                if now >= next_beat:
-                    next_beat = now + beat_every
-                    self.maintain_heartbeats(job, execution)
-                    self.farm_heartbeat(force=True)
-            except redis.exceptions.RedisError as exc:
-                self._warn(f"worker {self.name}: Redis error while monitoring {job.id}: {exc}")
-            return None
-
-        return check
-
     # -- running a job (horse side) -----------------------------------------------------------
-
-    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
-        run = self._run
-        assert run is not None
-        cell = self._lease
-        guard = lease.spawn_guard_process(cell) if self._spawns_subprocesses(run.renderer) else 0
-        threading.Thread(
-            target=rendering.horse_loop, args=(os.getppid(), job.id), daemon=True, name="farm-horse"
-        ).start()
-        lease.start_guard_thread(cell)
-        try:
-            result = job.perform()
-        except BaseException as exc:  # the horse must always end its run, whatever happened
-            cell.ending()
-            kind, message = horse.classify(exc)
-            self._record_end(run, journal.Entry(run, "failed", kind=kind, error=message), execution, job)
-            return False
-        finally:
-            cell.ending()
-            lease.reap_guard(guard)
-        problem = self._unstorable(result)
-        if problem is not None:
-            rendering.discard(self.config, run.job_id, run.token)
-            entry = journal.Entry(run, "failed", kind=ErrorKind.UNKNOWN, error=problem)
-            self._record_end(run, entry, execution, job)
-            return False
-        return self._record_end(run, journal.Entry(run, "finished", result=result), execution, job)
-
-    def _unstorable(self, result: Any) -> str | None:
-        """Why a render's result cannot be stored in Redis, or None."""
-        try:
-            size = len(json.dumps(result, allow_nan=False).encode("utf-8", "surrogatepass"))
-        except (TypeError, ValueError, RecursionError) as exc:  # e.g. a result that is not JSON-able
-            return f"could not record the render's result: {exc}"
-        limit = self.config.limits.max_result_bytes
-        if size > limit:
-            return f"the render's result is {size} bytes, over limits.max_result_bytes ({limit})"
-        return None
-
-    def _spawns_subprocesses(self, renderer: str) -> bool:
-        try:
-            return bool(getattr(self.registry.get(renderer), "subprocesses", True))
-        except Exception:  # the render itself will report an unusable renderer
-            return False
-
-    def _record_end(self, run: endings.Run, entry: journal.Entry, execution: Execution, job: Job) -> bool:
-        """Record the horse's ending of its run (fenced), retrying for a moment if Redis is away,
-        then publish the outputs if this attempt won. If Redis stays away, the ending goes to the
-        local journal (with the outputs still staged) and the worker replays it later."""
-        ok = entry.outcome == "finished"
-        bookkeeping = self._bookkeeping(job, execution, ok)
-        give_up = time.monotonic() + END_RETRY_FOR
-        while True:
-            try:
-                if entry.outcome == "finished":
-                    assert entry.result is not None
-                    won = endings.finish(self.connection, self.config, run, entry.result, bookkeeping)
-                else:
-                    assert entry.kind is not None
-                    won = (
-                        endings.fail(self.connection, self.config, run, entry.kind, entry.error, bookkeeping)
-                        is not None
-                    )
-                break
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-                if time.monotonic() >= give_up:
-                    lines = rendering.closing_lines()
-                    journal.record(self.config, dataclasses.replace(entry, log_lines=lines))
-                    return ok
-                time.sleep(0.2)
-        if ok and won:
-            assert entry.result is not None
-            rendering.publish(
-                self.config,
-                run.job_id,
-                rendering.staging_dir(self.config, run.job_id, run.token),
-                entry.result,
-            )
-        else:
-            rendering.discard(self.config, run.job_id, run.token)
-            if not won:
-                log.warning("horse of %s: its run was taken over before it could record its end", run.job_id)
-        return ok and won
