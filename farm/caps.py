@@ -62,10 +62,10 @@ def _hhmm(minutes: int) -> str:
 def seed(connection: Redis, config: FarmConfig) -> None:
     """Write config caps where Redis has none yet (keeps live changes); windows always follow config."""
     with connection.pipeline() as pipe:
-        pipe.hsetnx(keys.CAPS, "total", config.caps.total)
+        pipe.hsetnx(keys.CAPS, keys.CAPS_TOTAL, config.caps.total)
         for name, cap in config.caps.renderers.items():
-            pipe.hsetnx(keys.CAPS, f"r:{name}", cap)
-        pipe.hset(keys.CAPS, "windows", windows_field(config.windows()))
+            pipe.hsetnx(keys.CAPS, keys.CAPS_RENDERER + name, cap)
+        pipe.hset(keys.CAPS, keys.CAPS_WINDOWS, windows_field(config.windows()))
         pipe.execute()
 
 
@@ -95,13 +95,15 @@ def caps_from_hash(
     raw: Mapping[bytes, bytes], config: FarmConfig, minute_of_day: int | None = None, processes: int = 0
 ) -> Caps:
     text = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
-    total = _cap(text.get("total"))
+    total = _cap(text.get(keys.CAPS_TOTAL))
     if total is None:
         total = config.caps.total
-    renderers = {k[2:]: _cap(v) or 0 for k, v in text.items() if k.startswith("r:")}
+    prefix = keys.CAPS_RENDERER
+    renderers = {k[len(prefix) :]: _cap(v) or 0 for k, v in text.items() if k.startswith(prefix)}
     if not raw:
         renderers = dict(config.caps.renderers)
-    windows = parse_windows(text["windows"]) if "windows" in text else config.windows()
+    stored = text.get(keys.CAPS_WINDOWS)
+    windows = parse_windows(stored) if stored is not None else config.windows()
     minute = local_minute_of_day() if minute_of_day is None else minute_of_day
     window = window_in_force(windows, minute)
     return Caps(
@@ -131,14 +133,14 @@ def validate_changes(total: Any = None, renderers: Mapping[str, Any] | None = No
     """Field -> new value (None removes a renderer's cap). Raises before anything is written."""
     changes: dict[str, int | None] = {}
     if total is not None:
-        changes["total"] = _check_cap("total cap", total)
+        changes[keys.CAPS_TOTAL] = _check_cap("total cap", total)
     if renderers is not None:
         if not isinstance(renderers, Mapping):
             raise InvalidJobError("renderers must map renderer names to caps")
         for name, value in renderers.items():
             if not isinstance(name, str) or not name or len(name) > 64:
                 raise InvalidJobError(f"bad renderer name {name!r}")
-            changes[f"r:{name}"] = None if value is None else _check_cap(f"{name} cap", value)
+            changes[keys.CAPS_RENDERER + name] = None if value is None else _check_cap(f"{name} cap", value)
     return changes
 
 

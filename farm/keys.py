@@ -11,14 +11,19 @@ RQ_QUEUE = "rq:queue:"  # + priority name
 RQ_JOB = "rq:job:"  # + job id
 RQ_QUEUES_SET = "rq:queues"
 RQ_SCHEDULED = "rq:scheduler:scheduled_jobs"  # rq-scheduler's zset of job id -> unix time
+RQ_FAILED = "rq:failed:"  # + priority: RQ's failed registry (job id -> expiry)
 
 PREFIX = "farm:"
-CAPS = PREFIX + "caps"  # hash: total, r:<renderer>, windows
-SLOTS = PREFIX + "slots"  # hash: job id -> "renderer\tworker\tstarted_ts\tpriority"
+CAPS = PREFIX + "caps"  # hash: total, r:<renderer>, windows (fields below)
+CAPS_TOTAL, CAPS_RENDERER, CAPS_WINDOWS = "total", "r:", "windows"
+SLOTS = PREFIX + "slots"  # hash: job id -> "renderer\tworker\tstarted_ts\tpriority" (records.Slot)
+SLOT_SEP = "\t"
 OWNER = PREFIX + "owner:"  # + job id: the dispatch token of the run that owns the job's slot
+DISPATCHED = PREFIX + "dispatched:"  # + dispatch token: the job it took (a resent dispatch gets it again)
 LEASES = PREFIX + "leases"  # zset: job id -> its run's lease expiry (server clock), see lease.py
 SCHEDULED = PREFIX + "scheduled:"  # + priority: zset of job id -> retry time (mirrors rq-scheduler's)
 HELD = PREFIX + "held:"  # + renderer: zset of queued jobs held back by that renderer's cap
+HELD_BAND = 10**13  # a held job's score: priority rank (1..3) * HELD_BAND + its place in line
 HELD_RENDERERS = PREFIX + "held_renderers"  # set of renderers with a non-empty HELD zset
 SEQ = PREFIX + "seq"  # counter giving jobs their place in line as they leave a queue (dispatch.lua)
 PAUSED = PREFIX + "paused"  # set of paused priority names
@@ -33,6 +38,14 @@ EVENTS_MAXLEN = 20_000
 AUDIT = PREFIX + "audit"  # list of JSON audit entries, newest first
 LOG = PREFIX + "log:"  # + job id: list, the job's log tail
 REDIS_RESTARTS = PREFIX + "redis:restarts"  # hash: count, last (unix time) — `farm up` restarting Redis
+
+# RQ's own fields of the job hash that the farm's scripts read or write.
+RQ_STATUS = "status"
+RQ_ORIGIN = "origin"
+RQ_WORKER = "worker_name"
+RQ_STARTED = "started_at"
+RQ_ENDED = "ended_at"
+RQ_HEARTBEAT = "last_heartbeat"
 
 # Fields the farm keeps in RQ's job hash.
 F_RENDERER = "farm_renderer"

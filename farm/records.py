@@ -225,8 +225,11 @@ class JobRecord:
         return f"corrupt job record: {', '.join(self.corrupt)}" if self.corrupt else None
 
 
+CORRUPT = "corrupt job record: "  # + the unreadable fields (dispatch.lua writes it too)
+
+
 def corrupt_error(fields: tuple[str, ...]) -> str:
-    return f"corrupt job record: {', '.join(fields)}"
+    return CORRUPT + ", ".join(fields)
 
 
 def _history(fields: _Fields) -> tuple[Attempt, ...]:

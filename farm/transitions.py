@@ -20,14 +20,13 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.commands.core import Script
 
-from . import keys, scripts
+from . import keys
 from .models import PRIORITY_ORDER, Attempt, ErrorKind, JobStatus, Priority
+from .scripts import scripts_for
 from .timeutil import rq_time, utcnow
 
 MAX_ERROR_CHARS = 4000
-BAND = 10**13  # held-set score band per priority rank (dispatch.lua's BIG)
 
 
 def registry_key(kind: str, priority: str) -> str:
@@ -76,22 +75,7 @@ def fenced(
     writes(recorder)
     commands = [[_arg(a) for a in args] for args, _options in recorder.command_stack]
     recorder.reset()
-    script = _fenced_script(connection)
-    client = pipe if pipe is not None else connection
-    return script(
-        keys=[keys.owner(job_id), keys.job(job_id)],
-        args=[token or "", json.dumps(commands), "end" if end else ""],
-        client=client,
-    )
-
-
-_FENCED: list[Script] = []
-
-
-def _fenced_script(connection: Redis) -> Script:
-    if not _FENCED:
-        _FENCED.append(scripts.register(connection, "fenced"))
-    return _FENCED[0]
+    return scripts_for(connection).fenced(job_id, token, commands, end=end, client=pipe)
 
 
 def _arg(value: Any) -> str:
@@ -269,7 +253,7 @@ def write_requeued(
 def held_score(priority: str, line: int) -> float:
     """A held job's score: its priority's band, then its place in line (as in dispatch.lua)."""
     rank = PRIORITY_ORDER.index(Priority(priority)) + 1 if priority in Priority._value2member_map_ else 2
-    return rank * BAND + line
+    return rank * keys.HELD_BAND + line
 
 
 def remove_from_waiting(pipe: Pipeline, job_id: str, priority: str, renderer: str) -> None:

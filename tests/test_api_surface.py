@@ -96,3 +96,20 @@ def test_listing_renderers_imports_none_and_loading_one_imports_one():
     assert rest.startswith("[] ")
     loaded = set(eval(rest[3:]))  # noqa: S307 - our own subprocess's repr of a list of names
     assert "renderers.ffmpeg" in loaded and "renderers.manim" not in loaded and "renderers.http" not in loaded
+
+
+def test_lua_scripts_spell_no_key_field_or_constant_themselves():
+    """Every key, farm_* field and shared constant reaches the scripts through the generated
+    header (farm/scripts.py), so keys.py stays the one place they are spelled."""
+    import re
+    from pathlib import Path
+
+    from farm.scripts import header, source
+
+    for path in Path("farm/lua").glob("*.lua"):
+        code = "\n".join(line.split("--")[0] for line in path.read_text().splitlines())
+        assert not re.search(r"'(farm|rq):[a-z_:]*'", code), path
+        assert not re.search(r"'farm_[a-z_]+'", code), path
+        assert "20000" not in code and "1e13" not in code, path
+        assert source(path.stem).startswith(header())
+    assert 'HELD = "farm:held:"' in header() and "BAND = 10000000000000" in header()

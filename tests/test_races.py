@@ -12,17 +12,26 @@ from pathlib import Path
 
 from redis import Redis
 
-from farm import ErrorKind, Farm, JobStatus, endings, scripts
+from farm import ErrorKind, Farm, JobStatus, endings
+from farm.scripts import Idle, Taken, scripts_for
 from farm.timeutil import local_minute_of_day, rq_time
 from tests.conftest import wait_workers
 from tests.test_recovery import PLUGINS, alive, submit_tree, tree_pids
 from tests.util import wait_for
 
 
-def take(connection: Redis, worker: str = "fake-worker", token: str | None = None) -> list[bytes]:
+def take(connection: Redis, worker: str = "fake-worker", token: str | None = None) -> Taken | Idle:
     """Run the dispatch script as a worker would (without a worker)."""
-    script = scripts.register(connection, "dispatch")
-    return script(args=[worker, token or uuid.uuid4().hex, local_minute_of_day(), rq_time(), 10, 500, 5])
+    return scripts_for(connection).dispatch(
+        worker=worker,
+        token=token or uuid.uuid4().hex,
+        minute_of_day=local_minute_of_day(),
+        started_at=rq_time(),
+        default_total=10,
+        hold_budget=500,
+        lease=5,
+        failed_ttl=3600,
+    )
 
 
 def test_cancels_racing_job_starts_never_hurt_the_worker(farm: Farm, procs, connection: Redis):
@@ -63,7 +72,7 @@ def test_dispatch_is_idempotent_per_token(farm: Farm, connection: Redis):
     farm.submit_many([{"renderer": "demo", "params": {}} for _ in range(3)])
     first = take(connection, token="same-token")
     again = take(connection, token="same-token")
-    assert first[0] == again[0] == b"ok" and first[1] == again[1]
+    assert isinstance(first, Taken) and isinstance(again, Taken) and first.job_id == again.job_id
     assert connection.hlen("farm:slots") == 1
     assert connection.llen("rq:queue:medium") == 2
 

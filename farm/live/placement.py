@@ -14,7 +14,7 @@ from redis import Redis
 
 from .. import keys
 from ..models import PRIORITY_ORDER, JobInfo, JobStatus, Priority
-from .state import BAND, FarmState
+from .state import FarmState
 
 DEFAULT_RUN_SECONDS = 60.0
 
@@ -29,7 +29,7 @@ def position(
         ahead += state.queued(p.value)
     score = connection.zscore(keys.held(renderer), job_id)
     if score is not None:
-        band_start = rank * BAND
+        band_start = rank * keys.HELD_BAND
         with connection.pipeline(transaction=False) as pipe:
             for other in state.held:
                 pipe.zcount(keys.held(other), band_start, f"({score}")

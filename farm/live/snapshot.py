@@ -23,7 +23,7 @@ from ..records import float_or_none, read_job
 from ..timeutil import from_ts
 from ..transitions import registry_key
 from .placement import can_start, lanes, running_eta, take_lane, wait_reason
-from .state import BAND, FarmState, read_state
+from .state import FarmState, read_state
 
 ROW_FIELDS = (
     "status",
@@ -110,8 +110,8 @@ def _line_ids(connection: Redis, state: FarmState, limit: int) -> list[str]:
             for renderer in state.held:
                 pipe.zrangebyscore(
                     keys.held(renderer),
-                    rank * BAND,
-                    (rank + 1) * BAND - 1,
+                    rank * keys.HELD_BAND,
+                    (rank + 1) * keys.HELD_BAND - 1,
                     start=0,
                     num=limit,
                     withscores=True,

@@ -17,7 +17,7 @@ from ..caps import caps_from_hash
 from ..config import FarmConfig
 from ..models import PRIORITY_ORDER, Caps, JobStatus, Priority
 from ..records import Slot, float_or_none, number_map
-from ..transitions import BAND, registry_key
+from ..transitions import registry_key
 
 HOUR_BUCKETS = 60
 THROUGHPUT_MINUTES = 30
@@ -101,7 +101,7 @@ def read_state(connection: Redis, config: FarmConfig, now: float | None = None) 
                 pipe.zcount(registry_key(registry, p.value), now, "+inf")
         for renderer in held_renderers:
             for rank, _p in enumerate(PRIORITY_ORDER, start=1):
-                pipe.zcount(keys.held(renderer), rank * BAND, (rank + 1) * BAND - 1)
+                pipe.zcount(keys.held(renderer), rank * keys.HELD_BAND, (rank + 1) * keys.HELD_BAND - 1)
         pipe.zrangebyscore(keys.HEARTBEATS, now - config.scheduler.worker_timeout, "+inf")
         pipe.get(keys.SCHEDULER_HEARTBEAT)
         for offset in range(HOUR_BUCKETS):

@@ -40,26 +40,27 @@ local failed_ttl = tonumber(ARGV[8]) or 604800
 local clock = redis.call('TIME')
 local now = clock[1] .. '.' .. string.format('%06d', tonumber(clock[2]))
 local now_num = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local DISPATCHED = 'farm:dispatched:' .. token
+local DISPATCHED = K.DISPATCHED .. token
 
 local function reply(id, queue_name)
     local out = {'ok', id, queue_name}
-    local fields = redis.call('HGETALL', 'rq:job:' .. id)
+    local fields = redis.call('HGETALL', K.JOB .. id)
     for i = 1, #fields do out[#out + 1] = fields[i] end
     return out
 end
 
 local again = redis.call('GET', DISPATCHED)
 if again then
-    if redis.call('GET', 'farm:owner:' .. again) == token then
-        return reply(again, redis.call('HGET', 'rq:job:' .. again, 'origin') or 'medium')
+    if redis.call('GET', K.OWNER .. again) == token then
+        return reply(again, redis.call('HGET', K.JOB .. again, F.ORIGIN) or C.DEFAULT_PRIO)
     end
     return {'', 'empty'}
 end
 
-local BIG = 1e13
-local PRIOS = {'high', 'medium', 'low'}
-local IS_PRIO = {high = true, medium = true, low = true}
+local BIG = C.BAND
+local PRIOS = C.PRIOS
+local IS_PRIO = {}
+for _, p in ipairs(PRIOS) do IS_PRIO[p] = true end
 
 local function valid_renderer(r)
     return type(r) == 'string' and #r <= 64 and string.match(r, '^[%w_%.%-]+$') ~= nil
@@ -72,26 +73,26 @@ local function whole(v) -- a stored integer (or nothing), as HINCRBY needs it
 end
 
 local function fail_corrupt(id, field, prio)
-    local jkey = 'rq:job:' .. id
-    redis.call('HSET', jkey, 'status', 'failed', 'ended_at', started_at, 'farm_error_kind', 'invalid_input',
-        'farm_error', 'corrupt job record: ' .. field)
-    redis.call('HDEL', jkey, 'farm_cancel', 'farm_retry_at')
-    redis.call('ZADD', 'rq:failed:' .. prio, math.ceil(now_num) + failed_ttl, id)
+    local jkey = K.JOB .. id
+    redis.call('HSET', jkey, F.STATUS, 'failed', F.ENDED, started_at, F.ERROR_KIND, C.INVALID_INPUT,
+        F.ERROR, C.CORRUPT .. field)
+    redis.call('HDEL', jkey, F.CANCEL, F.RETRY_AT)
+    redis.call('ZADD', K.FAILED .. prio, math.ceil(now_num) + failed_ttl, id)
     redis.call('EXPIRE', jkey, failed_ttl)
-    redis.call('EXPIRE', 'farm:log:' .. id, failed_ttl)
+    redis.call('EXPIRE', K.LOG .. id, failed_ttl)
 end
 
-if not whole(redis.call('GET', 'farm:seq')) then redis.call('DEL', 'farm:seq') end
-local SLOTS, CAPS, PAUSED = 'farm:slots', 'farm:caps', 'farm:paused'
-local HELD_SET, WAKE = 'farm:held_renderers', 'farm:wake'
+if not whole(redis.call('GET', K.SEQ)) then redis.call('DEL', K.SEQ) end
+local SLOTS, CAPS, PAUSED = K.SLOTS, K.CAPS, K.PAUSED
+local HELD_SET, WAKE = K.HELD_SET, K.WAKE
 
 -- caps and the window in force
 local caps = {}
 local flat = redis.call('HGETALL', CAPS)
 for i = 1, #flat, 2 do caps[flat[i]] = flat[i + 1] end
 local mult = 1.0
-if caps['windows'] then
-    for s, e, m in string.gmatch(caps['windows'], '(%d+)-(%d+)-([%d%.]+)') do
+if caps[C.CAPS_WINDOWS] then
+    for s, e, m in string.gmatch(caps[C.CAPS_WINDOWS], '(%d+)-(%d+)-([%d%.]+)') do
         s, e, m = tonumber(s), tonumber(e), tonumber(m)
         if s and e and m and m > 0 and m <= 100 then
             local inside
@@ -106,19 +107,19 @@ local function number(value, default)
     return n
 end
 local function scaled(value) return math.floor(value * mult + 1e-9) end
-local total_cap = scaled(number(caps['total'], number(ARGV[5], 0)))
+local total_cap = scaled(number(caps[C.CAPS_TOTAL], number(ARGV[5], 0)))
 
 -- slots in use, per renderer and in total
 local used, used_total = {}, 0
 local slot_values = redis.call('HVALS', SLOTS)
 for _, v in ipairs(slot_values) do
-    local r = string.match(v, '^([^\t]*)')
+    local r = string.match(v, '^([^' .. C.SLOT_SEP .. ']*)')
     used[r] = (used[r] or 0) + 1
     used_total = used_total + 1
 end
 
 local function has_free_slot(r)
-    local c = caps['r:' .. r]
+    local c = caps[C.CAPS_RENDERER .. r]
     if c == nil then return true end
     return (used[r] or 0) < scaled(number(c, 0))
 end
@@ -128,7 +129,7 @@ for _, p in ipairs(redis.call('SMEMBERS', PAUSED)) do paused[p] = true end
 
 local function anything_waiting()
     for _, p in ipairs(PRIOS) do
-        if not paused[p] and redis.call('LLEN', 'rq:queue:' .. p) > 0 then return true end
+        if not paused[p] and redis.call('LLEN', K.QUEUE .. p) > 0 then return true end
     end
     return redis.call('SCARD', HELD_SET) > 0
 end
@@ -149,29 +150,29 @@ end
 local held_now = 0
 for rank, p in ipairs(PRIOS) do
     if not paused[p] then
-        local qkey = 'rq:queue:' .. p
+        local qkey = K.QUEUE .. p
         while true do
             local id = redis.call('LINDEX', qkey, 0)
             if not id then break end
-            local f = redis.call('HMGET', 'rq:job:' .. id, 'status', 'farm_renderer')
+            local f = redis.call('HMGET', K.JOB .. id, F.STATUS, F.RENDERER)
             local status, r = f[1], f[2]
-            if not r and redis.call('EXISTS', 'rq:job:' .. id) == 1 then
+            if not r and redis.call('EXISTS', K.JOB .. id) == 1 then
                 consider(rank * BIG + BIG - 1, id, '', p) -- not a farm job: the worker refuses it
                 break
             elseif status ~= 'queued' then
                 redis.call('LPOP', qkey) -- stale id: job gone or no longer queued
             elseif not valid_renderer(r) then
                 redis.call('LPOP', qkey)
-                fail_corrupt(id, 'farm_renderer', p)
+                fail_corrupt(id, F.RENDERER, p)
             elseif has_free_slot(r) then
                 consider(rank * BIG + BIG - 1, id, r, p)
                 break
             else
                 if held_now >= hold_budget then return {'', 'busy'} end
                 redis.call('LPOP', qkey)
-                local seq = redis.call('INCR', 'farm:seq')
-                redis.call('HSET', 'rq:job:' .. id, 'farm_line', seq)
-                redis.call('ZADD', 'farm:held:' .. r, rank * BIG + seq, id)
+                local seq = redis.call('INCR', K.SEQ)
+                redis.call('HSET', K.JOB .. id, F.LINE, seq)
+                redis.call('ZADD', K.HELD .. r, rank * BIG + seq, id)
                 redis.call('SADD', HELD_SET, r)
                 held_now = held_now + 1
             end
@@ -182,7 +183,7 @@ end
 
 -- held jobs of renderers that have a free slot again
 for _, r in ipairs(redis.call('SMEMBERS', HELD_SET)) do
-    local hkey = 'farm:held:' .. r
+    local hkey = K.HELD .. r
     if not valid_renderer(r) or redis.call('ZCARD', hkey) == 0 then
         redis.call('SREM', HELD_SET, r)
     elseif has_free_slot(r) then
@@ -192,7 +193,7 @@ for _, r in ipairs(redis.call('SMEMBERS', HELD_SET)) do
                 while true do
                     local top = redis.call('ZRANGEBYSCORE', hkey, lo, hi, 'WITHSCORES', 'LIMIT', 0, 1)
                     if #top == 0 then break end
-                    if redis.call('HGET', 'rq:job:' .. top[1], 'status') == 'queued' then
+                    if redis.call('HGET', K.JOB .. top[1], F.STATUS) == 'queued' then
                         consider(tonumber(top[2]), top[1], r, 'held')
                         break
                     end
@@ -208,39 +209,39 @@ if best_id == nil then
     return {'', 'empty'}
 end
 
-local jkey = 'rq:job:' .. best_id
+local jkey = K.JOB .. best_id
 local best_prio = best_source
-if best_source == 'held' then best_prio = PRIOS[math.floor(best_score / BIG)] or 'medium' end
-if best_renderer ~= '' and not whole(redis.call('HGET', jkey, 'farm_attempts')) then
+if best_source == 'held' then best_prio = PRIOS[math.floor(best_score / BIG)] or C.DEFAULT_PRIO end
+if best_renderer ~= '' and not whole(redis.call('HGET', jkey, F.ATTEMPTS)) then
     if best_source == 'held' then
-        redis.call('ZREM', 'farm:held:' .. best_renderer, best_id)
+        redis.call('ZREM', K.HELD .. best_renderer, best_id)
     else
-        redis.call('LPOP', 'rq:queue:' .. best_source)
+        redis.call('LPOP', K.QUEUE .. best_source)
     end
-    fail_corrupt(best_id, 'farm_attempts', best_prio)
+    fail_corrupt(best_id, F.ATTEMPTS, best_prio)
     return {'', 'busy'}
 end
 if best_source == 'held' then
-    redis.call('ZREM', 'farm:held:' .. best_renderer, best_id)
+    redis.call('ZREM', K.HELD .. best_renderer, best_id)
 else
-    redis.call('LPOP', 'rq:queue:' .. best_source)
-    if best_renderer ~= '' then redis.call('HSET', jkey, 'farm_line', redis.call('INCR', 'farm:seq')) end
+    redis.call('LPOP', K.QUEUE .. best_source)
+    if best_renderer ~= '' then redis.call('HSET', jkey, F.LINE, redis.call('INCR', K.SEQ)) end
 end
 
-local queue_name = redis.call('HGET', jkey, 'origin')
+local queue_name = redis.call('HGET', jkey, F.ORIGIN)
 if not IS_PRIO[queue_name or ''] then queue_name = best_prio end
 if best_renderer ~= '' then
-    redis.call('HSET', SLOTS, best_id, best_renderer .. '\t' .. worker .. '\t' .. now .. '\t' .. queue_name)
-    redis.call('SET', 'farm:owner:' .. best_id, token)
-    redis.call('ZADD', 'farm:leases', now_num + lease, best_id)
+    redis.call('HSET', SLOTS, best_id, best_renderer .. C.SLOT_SEP .. worker .. C.SLOT_SEP .. now .. C.SLOT_SEP .. queue_name)
+    redis.call('SET', K.OWNER .. best_id, token)
+    redis.call('ZADD', K.LEASES, now_num + lease, best_id)
     redis.call('SET', DISPATCHED, best_id, 'EX', 60)
-    redis.call('HSET', jkey, 'status', 'started', 'worker_name', worker, 'started_at', started_at,
-        'last_heartbeat', started_at, 'ended_at', '', 'farm_progress', '0', 'farm_stage', 'starting',
-        'farm_token', token)
-    redis.call('HINCRBY', jkey, 'farm_attempts', 1)
-    redis.call('XADD', 'farm:events', 'MAXLEN', '~', 20000, '*', 'e', 'start', 'job', best_id,
+    redis.call('HSET', jkey, F.STATUS, 'started', F.WORKER, worker, F.STARTED, started_at,
+        F.HEARTBEAT, started_at, F.ENDED, '', F.PROGRESS, '0', F.STAGE, 'starting',
+        F.TOKEN, token)
+    redis.call('HINCRBY', jkey, F.ATTEMPTS, 1)
+    redis.call('XADD', K.EVENTS, 'MAXLEN', '~', C.EVENTS_MAXLEN, '*', 'e', 'start', 'job', best_id,
         'r', best_renderer, 'p', queue_name, 'w', worker)
-    redis.call('HDEL', jkey, 'farm_retry_at', 'farm_cancel')
+    redis.call('HDEL', jkey, F.RETRY_AT, F.CANCEL)
     used_total = used_total + 1
 end
 

@@ -15,6 +15,6 @@ for _, command in ipairs(cjson.decode(ARGV[2])) do
     redis.call(unpack(command))
 end
 if ARGV[3] == 'end' and redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('HSET', KEYS[2], 'farm_ended_by', owner)
+    redis.call('HSET', KEYS[2], F.ENDED_BY, owner)
 end
 return 1

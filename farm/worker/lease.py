@@ -29,9 +29,8 @@ import threading
 import time
 
 from redis import Redis
-from redis.commands.core import Script
 
-from .. import keys, scripts
+from ..scripts import scripts_for
 
 IDLE, RENDERING, ENDING = 0, 1, 2
 GUARD_EVERY = 0.05  # seconds between the guards' looks at the cell
@@ -81,16 +80,10 @@ class LeaseCell:
         return state == RENDERING and now >= min(deadline, hard)
 
 
-_renew_scripts: dict[int, Script] = {}
-
-
 def renew(connection: Redis, job_id: str, token: str, seconds: float) -> bool:
     """Extend the run's lease by ``seconds`` from now (server clock); False when the run no longer
     owns the job. Raises RedisError when Redis cannot say."""
-    script = _renew_scripts.get(id(connection))
-    if script is None:
-        script = _renew_scripts[id(connection)] = scripts.register(connection, "lease")
-    return bool(script(keys=[keys.owner(job_id), keys.LEASES], args=[token, seconds, job_id]))
+    return scripts_for(connection).renew_lease(job_id, token, seconds)
 
 
 def kill_group(pgid: int) -> None:

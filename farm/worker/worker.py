@@ -38,12 +38,13 @@ from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 from rq.worker import Worker, WorkerStatus
 
-from .. import endings, keys, scripts, transitions
+from .. import endings, keys, transitions
 from ..config import FarmConfig
 from ..models import ErrorKind
 from ..records import Slot, read_job, text
 from ..render import Registry
 from ..rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
+from ..scripts import Taken, scripts_for
 from ..timeutil import local_minute_of_day, rq_time
 from . import horse, housekeeping, journal, lease, monitor, rendering
 
@@ -89,8 +90,7 @@ class FarmWorker(Worker):
         )
         self.config = config
         self.registry = registry or Registry.from_config(config)
-        self._dispatch_script = scripts.register(connection, "dispatch")
-        self._heartbeat_script = scripts.register(connection, "heartbeat")
+        self.scripts = scripts_for(connection)
         self._slots_checked = 0.0
         self._run: endings.Run | None = None
         self._raw: dict[bytes, bytes] = {}
@@ -199,7 +199,7 @@ class FarmWorker(Worker):
         if not force and now - self._last_farm_heartbeat < self.config.worker.heartbeat_interval:
             return
         self._last_farm_heartbeat = now
-        self._heartbeat_script(keys=[keys.HEARTBEATS], args=[self.name])
+        self.scripts.heartbeat(self.name)
         if now - self._housekept >= HOUSEKEEPING_EVERY and self._run is None:
             self._housekept = now
             housekeeping.clean_host_files(self.connection, self.config)
@@ -276,31 +276,28 @@ class FarmWorker(Worker):
                 if journal.pending(self.config):  # endings kept while Redis was away go first
                     journal.replay(self.connection, self.config)
                 sent = time.monotonic()
-                outcome = self._dispatch_script(
-                    args=[
-                        self.name,
-                        uuid.uuid4().hex,
-                        local_minute_of_day(),
-                        rq_time(),
-                        self.config.caps.total,
-                        HOLD_BUDGET,
-                        self.config.worker.lease,
-                        self.config.retention.failed,
-                    ]
+                outcome = self.scripts.dispatch(
+                    worker=self.name,
+                    token=uuid.uuid4().hex,
+                    minute_of_day=local_minute_of_day(),
+                    started_at=rq_time(),
+                    default_total=self.config.caps.total,
+                    hold_budget=HOLD_BUDGET,
+                    lease=self.config.worker.lease,
+                    failed_ttl=self.config.retention.failed,
                 )
-                if outcome[0] == b"ok":
+                if isinstance(outcome, Taken):
                     self._dispatched_at = sent
                     picked = self._job_from(outcome)
                     if picked is not None:
                         self.heartbeat()
                         return picked
                     continue
-                reason = outcome[1]
-                if reason == b"busy":
+                if outcome.reason == "busy":
                     continue
                 self._release_orphans()
                 # burst: stop when nothing is left that could ever start
-                if timeout is None and (reason == b"empty" or not self.connection.hlen(keys.SLOTS)):
+                if timeout is None and (outcome.reason == "empty" or not self.connection.hlen(keys.SLOTS)):
                     return None
                 if max_idle_time is not None and time.monotonic() - idle_since > max_idle_time:
                     return None
@@ -323,22 +320,18 @@ class FarmWorker(Worker):
             self._slots_checked = now
             self._release_my_slots()
 
-    def _job_from(self, outcome: list[bytes]) -> tuple[Job, Queue] | None:
+    def _job_from(self, taken: Taken) -> tuple[Job, Queue] | None:
         try:
-            return self._read_dispatched(outcome)
+            return self._read_dispatched(taken)
         except redis.exceptions.RedisError:
             raise
         except Exception:  # whatever the job holds, the worker goes on: refuse it
             log.exception("worker %s: unreadable dispatch reply", self.name)
-            job_id = outcome[1].decode("utf-8", "replace")
-            raw = dict(zip(outcome[3::2], outcome[4::2], strict=False))
-            self._refuse(job_id, outcome[2].decode("utf-8", "replace"), raw, "corrupt job record")
+            self._refuse(taken.job_id, taken.queue, taken.fields, "corrupt job record")
             return None
 
-    def _read_dispatched(self, outcome: list[bytes]) -> tuple[Job, Queue] | None:
-        job_id = outcome[1].decode("utf-8", "replace")
-        queue_name = outcome[2].decode("utf-8", "replace")
-        raw = dict(zip(outcome[3::2], outcome[4::2], strict=False))
+    def _read_dispatched(self, taken: Taken) -> tuple[Job, Queue] | None:
+        job_id, queue_name, raw = taken.job_id, taken.queue, taken.fields
         reason = horse.refusal(raw)
         record = read_job(job_id, raw)
         if reason is None and record.corrupt:
