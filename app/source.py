@@ -9,15 +9,13 @@ Unreachable Redis is always reported as ``FarmUnavailableError``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar
-
-from redis.exceptions import RedisError
 
 from farm.audit import default_who
 from farm.client import Farm
 from farm.config import FarmConfig
-from farm.connection import connect_redis
+from farm.connection import connect_redis, redis_errors
 from farm.errors import FarmUnavailableError, JobNotFoundError
 from farm.live.snapshot import Snapshot, take_snapshot
 from farm.models import Caps, JobInfo, Priority, WorkerInfo
@@ -65,57 +63,59 @@ class RedisSource:
         self.registry = self.farm.registry
         self._change = threading.Lock()  # read-modify-write actions (cap +1, pause toggle)
 
-    def _redis(self, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except (RedisError, OSError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise FarmUnavailableError(f"Redis unavailable: {reason}") from None
-
     # What the screens show of stored data is sanitized here: job names, errors and logs are
     # anyone's text, and a control character in them must never reach the operator's terminal.
 
     def snapshot(self) -> Snapshot:
-        return sanitized(self._redis(lambda: take_snapshot(self.connection, self.config)))
+        with redis_errors("snapshot"):
+            return sanitized(take_snapshot(self.connection, self.config))
 
     def job(self, job_id: str) -> JobInfo:
-        return sanitized(self._redis(lambda: self.farm.get(job_id)))
+        with redis_errors("job"):
+            return sanitized(self.farm.get(job_id))
 
     def log_tail(self, job_id: str, lines: int = 200) -> list[str]:
-        return sanitized(self._redis(lambda: self.farm.log_tail(job_id, lines)))
+        with redis_errors("log_tail"):
+            return sanitized(self.farm.log_tail(job_id, lines))
 
     def workers(self) -> list[WorkerInfo]:
-        return sanitized(self._redis(self.farm.workers))
+        with redis_errors("workers"):
+            return sanitized(self.farm.workers())
 
     def submit(self, renderer: str, params: Mapping[str, Any], **options: Any) -> str:
-        return self._redis(lambda: self.farm.submit(renderer, params, **options))
+        with redis_errors("submit"):
+            return self.farm.submit(renderer, params, **options)
 
     def cancel(self, job_id: str) -> JobInfo:
-        return self._redis(lambda: self.farm.cancel(job_id))
+        with redis_errors("cancel"):
+            return self.farm.cancel(job_id)
 
     def retry(self, job_id: str) -> JobInfo:
-        return self._redis(lambda: self.farm.retry(job_id))
+        with redis_errors("retry"):
+            return self.farm.retry(job_id)
 
     def retry_all_failed(self) -> list[str]:
-        return self._redis(self.farm.retry_all_failed)
+        with redis_errors("retry_all_failed"):
+            return self.farm.retry_all_failed()
 
     def set_caps(
         self, *, total: int | None = None, renderers: Mapping[str, int | None] | None = None
     ) -> Caps:
-        return self._redis(lambda: self.farm.set_caps(total=total, renderers=renderers))
+        with redis_errors("set_caps"):
+            return self.farm.set_caps(total=total, renderers=renderers)
 
     def adjust_total_cap(self, delta: int) -> Caps:
-        with self._change:
-            current = self._redis(self.farm.caps).total
-            return self.set_caps(total=max(0, current + delta))
+        with self._change, redis_errors("caps"):
+            current = self.farm.caps().total
+            return self.farm.set_caps(total=max(0, current + delta))
 
     def toggle_pause(self, priority: Priority) -> bool:
         """Pause the queue, or resume it if it is paused; True when it is now paused."""
-        with self._change:
-            if priority in self._redis(self.farm.paused):
-                self._redis(lambda: self.farm.resume(priority))
+        with self._change, redis_errors("pause"):
+            if priority in self.farm.paused():
+                self.farm.resume(priority)
                 return False
-            self._redis(lambda: self.farm.pause(priority))
+            self.farm.pause(priority)
             return True
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from redis import ConnectionPool, Redis
 from redis.client import Pipeline
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import WatchError
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.serializers import JSONSerializer
@@ -19,13 +19,14 @@ from rq.serializers import JSONSerializer
 from . import audit, keys, transitions
 from .caps import apply_changes, validate_changes
 from .config import FarmConfig, load_config
-from .connection import connect_redis, no_retry, redact
-from .errors import FarmUnavailableError, InvalidJobError, InvalidTransitionError, JobNotFoundError
+from .connection import connect_redis, no_retry, redact, redis_errors
+from .errors import InvalidJobError, InvalidTransitionError, JobNotFoundError
 from .jobinfo import farm_status, info_from_hash
 from .live.listing import list_job_ids
 from .live.placement import place_job, wait_reason
-from .live.state import THROUGHPUT_MINUTES, FarmState, read_state
-from .models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, Priority, RendererStats, WorkerInfo
+from .live.roster import list_workers
+from .live.state import FarmState, read_state, stats_from_state
+from .models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, Priority, WorkerInfo
 from .records import read_job
 from .render import Registry
 from .submit import JOB_ID_RE, QueueCache, build_spec, build_specs, enqueue_specs
@@ -102,12 +103,6 @@ class Farm:
         """How long a write keeps trying through connection errors (idempotent writes only)."""
         return self.config.redis.connect_timeout
 
-    def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except RedisError as exc:
-            raise FarmUnavailableError(f"{what}: Redis unavailable: {str(exc).splitlines()[0]}") from None
-
     # -- submitting --------------------------------------------------------------------------
 
     def submit(
@@ -148,7 +143,8 @@ class Farm:
     # -- reading -----------------------------------------------------------------------------
 
     def _raw(self, job_id: str) -> dict[bytes, bytes]:
-        raw = self._call("get", self.connection.hgetall, keys.job(_check_id(job_id)))
+        with redis_errors("get"):
+            raw = self.connection.hgetall(keys.job(_check_id(job_id)))
         if not raw:
             raise JobNotFoundError(f"no job {job_id!r}")
         return raw
@@ -157,10 +153,12 @@ class Farm:
         info = info_from_hash(job_id, self._raw(job_id))
         if info.status.terminal:
             return info
-        return self._call("get", place_job, self.connection, self._state(), info)
+        with redis_errors("get"):
+            return place_job(self.connection, self._state(), info)
 
     def _state(self) -> FarmState:
-        return self._call("state", read_state, self.connection, self.config)
+        with redis_errors("state"):
+            return read_state(self.connection, self.config)
 
     def list(
         self,
@@ -181,24 +179,23 @@ class Farm:
             raise InvalidJobError("limit must be an integer from 1 to 1000")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidJobError("offset must be a non-negative integer")
-        ids = self._call(
-            "list",
-            list_job_ids,
-            self.connection,
-            status=status_,
-            priority=priority_,
-            renderer=renderer,
-            limit=limit,
-            offset=offset,
-        )
-        with self.connection.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(keys.job(job_id))
-            raws = self._call("list", pipe.execute)
-        infos = [info_from_hash(job_id, raw) for job_id, raw in zip(ids, raws, strict=True) if raw]
-        if any(not i.status.terminal for i in infos):
-            state = self._state()
-            infos = [self._annotate(state, i) for i in infos]
+        with redis_errors("list"):
+            ids = list_job_ids(
+                self.connection,
+                status=status_,
+                priority=priority_,
+                renderer=renderer,
+                limit=limit,
+                offset=offset,
+            )
+            with self.connection.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hgetall(keys.job(job_id))
+                raws = pipe.execute()
+            infos = [info_from_hash(job_id, raw) for job_id, raw in zip(ids, raws, strict=True) if raw]
+            if any(not i.status.terminal for i in infos):
+                state = self._state()
+                infos = [self._annotate(state, i) for i in infos]
         return infos
 
     def _annotate(self, state: FarmState, info: JobInfo) -> JobInfo:
@@ -207,12 +204,13 @@ class Farm:
                 update={"wait_reason": wait_reason(state, info.priority, info.renderer, None)}
             )
         if info.status in (JobStatus.SCHEDULED, JobStatus.RUNNING):
-            return self._call("list", place_job, self.connection, state, info)
+            return place_job(self.connection, state, info)
         return info
 
     def log_tail(self, job_id: str, lines: int = 50) -> builtins.list[str]:
         """The last lines the job's renderer logged (the full log is on the worker's disk)."""
-        tail = self._call("log", self.connection.lrange, keys.log(_check_id(job_id)), -max(1, lines), -1)
+        with redis_errors("log"):
+            tail = self.connection.lrange(keys.log(_check_id(job_id)), -max(1, lines), -1)
         return [line.decode("utf-8", "replace") for line in tail]
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobInfo:
@@ -245,7 +243,7 @@ class Farm:
         the writes; the audit entry is committed with them. Returns the status it started from.
         """
         job_key = keys.job(_check_id(job_id))
-        with self._writer.pipeline() as pipe:
+        with redis_errors(action, may_have_applied=job_id), self._writer.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(job_key)
@@ -261,12 +259,6 @@ class Farm:
                     return status
                 except WatchError:
                     continue
-                except RedisError as exc:
-                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    raise FarmUnavailableError(
-                        f"{action} {job_id}: Redis unavailable ({reason}); it may or may not have "
-                        f"been applied: check with `farm show {job_id}`"
-                    ) from None
 
     def cancel(self, job_id: str) -> JobInfo:
         """Queued/scheduled: never runs. Running: its process tree is killed (confirmed within ~2 s)."""
@@ -292,10 +284,8 @@ class Farm:
 
         if self._transition("cancel", job_id, plan) is JobStatus.RUNNING:
             # It may have ended meanwhile, or its worker died: the flag and the sweep cover those.
-            with contextlib.suppress(InvalidJobOperation, NoSuchJobError):
-                self._call(
-                    "cancel", send_stop_job_command, self.connection, job_id, serializer=JSONSerializer
-                )
+            with redis_errors("cancel"), contextlib.suppress(InvalidJobOperation, NoSuchJobError):
+                send_stop_job_command(self.connection, job_id, serializer=JSONSerializer)
             deadline = time.monotonic() + CANCEL_CONFIRM_SECONDS
             while time.monotonic() < deadline and not farm_status(self._raw(job_id)).terminal:
                 time.sleep(0.05)
@@ -347,75 +337,38 @@ class Farm:
         """Change the base caps live (windows still multiply them); in force within 1 s."""
         changes = validate_changes(total, renderers)
         if changes:
-            self._call("set_caps", apply_changes, self.connection, changes)
-            self._call(
-                "audit", audit.record, self.connection, self.who, "caps", None, audit.describe(changes)
-            )
+            with redis_errors("set_caps"):
+                apply_changes(self.connection, changes)
+                audit.record(self.connection, self.who, "caps", None, audit.describe(changes))
         return self.caps()
 
     def pause(self, priority: Priority | str) -> None:
         p = _check_priority(priority)
-        with self.connection.pipeline() as pipe:
+        with redis_errors("pause"), self.connection.pipeline() as pipe:
             pipe.sadd(keys.PAUSED, p.value)
             audit.record(pipe, self.who, "pause", p.value)
-            self._call("pause", pipe.execute)
+            pipe.execute()
 
     def resume(self, priority: Priority | str) -> None:
         p = _check_priority(priority)
-        with self.connection.pipeline() as pipe:
+        with redis_errors("resume"), self.connection.pipeline() as pipe:
             pipe.srem(keys.PAUSED, p.value)
             transitions.wake(pipe)
             audit.record(pipe, self.who, "resume", p.value)
-            self._call("resume", pipe.execute)
+            pipe.execute()
 
     def paused(self) -> builtins.list[Priority]:
-        members = self._call("paused", self.connection.smembers, keys.PAUSED)
+        with redis_errors("paused"):
+            members = self.connection.smembers(keys.PAUSED)
         return [p for p in Priority if p.value.encode() in members]
 
     def stats(self) -> FarmStats:
         return stats_from_state(self._state())
 
     def workers(self) -> builtins.list[WorkerInfo]:
-        from .live.roster import list_workers
-
-        return self._call("workers", list_workers, self.connection, self.config)
+        with redis_errors("workers"):
+            return list_workers(self.connection, self.config)
 
     def audit_log(self, limit: int = 50) -> builtins.list[AuditEntry]:
-        return self._call("audit", audit.read, self.connection, limit)
-
-
-def stats_from_state(state: FarmState) -> FarmStats:
-    used = state.used_by_renderer
-    names = set(used) | set(state.caps.effective_renderers)
-    for bucket in state.buckets:
-        names.update(k.split(":", 1)[1] for k in bucket if ":" in k)
-    renderers = {
-        name: RendererStats(
-            running=used.get(name, 0),
-            cap=state.caps.effective_renderers.get(name),
-            avg_wait=state.average("wait", name),
-            avg_run=state.average("run", name),
-            finished_last_hour=int(state.bucket_sum(f"finished:{name}")),
-            failed_last_hour=int(state.bucket_sum(f"failed:{name}")),
-        )
-        for name in sorted(names)
-    }
-    busy = {slot.worker for slot in state.slots}
-    return FarmStats(
-        counts=state.counts(),
-        running=state.used_total,
-        running_by_renderer=dict(used),
-        caps=state.caps,
-        workers=len(state.workers_alive),
-        workers_busy=len(busy & set(state.workers_alive)),
-        scheduler_alive=(age := state.scheduler_age()) is not None and age < 15,
-        scheduler_heartbeat_age=state.scheduler_age(),
-        finished_last_hour=int(state.bucket_sum("finished")),
-        failed_last_hour=int(state.bucket_sum("failed")),
-        throughput_per_min=tuple(
-            int(b.get("finished", 0)) for b in reversed(state.buckets[:THROUGHPUT_MINUTES])
-        ),
-        avg_wait=state.average("wait"),
-        renderers=renderers,
-        paused=tuple(p for p in Priority if p.value in state.paused),
-    )
+        with redis_errors("audit"):
+            return audit.read(self.connection, limit)

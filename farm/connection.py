@@ -1,9 +1,12 @@
-"""Opening Redis connections: URL resolution, timeouts, passwords from env, clear failures."""
+"""Opening Redis connections (URL resolution, timeouts, passwords from env) and the one place
+Redis errors become ``FarmUnavailableError`` (``redis_errors``), for the API, the CLI and the TUI."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -73,3 +76,25 @@ def ping(connection: Redis, url: str = "") -> float:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FarmUnavailableError(f"cannot reach Redis at {where}: {reason}") from None
     return time.perf_counter() - start
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of an error's message (or its type), for one-line reports."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text or type(exc).__name__
+
+
+@contextlib.contextmanager
+def redis_errors(what: str, *, may_have_applied: str | None = None) -> Iterator[None]:
+    """Any Redis or socket error inside the block becomes one ``FarmUnavailableError`` line saying
+    what failed. ``may_have_applied`` names the job of a write whose reply may have been lost:
+    the message then says it may or may not have landed, and how to check."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        if may_have_applied is not None:
+            raise FarmUnavailableError(
+                f"{what} {may_have_applied}: Redis unavailable ({reason(exc)}); it may or may not have "
+                f"been applied: check with `farm show {may_have_applied}`"
+            ) from None
+        raise FarmUnavailableError(f"{what}: Redis unavailable ({reason(exc)})") from None

@@ -16,14 +16,13 @@ from redis import Redis
 
 from .. import keys
 from ..audit import parse_entry
-from ..client import stats_from_state
 from ..config import FarmConfig
 from ..models import PRIORITY_ORDER, AuditEntry, ErrorKind, FarmStats, JobStatus, Priority
 from ..records import float_or_none, read_job
 from ..timeutil import from_ts
 from ..transitions import registry_key
 from .placement import can_start, lanes, running_eta, take_lane, wait_reason
-from .state import FarmState, read_state
+from .state import FarmState, read_state, stats_from_state
 
 ROW_FIELDS = (
     "status",

@@ -1,4 +1,5 @@
-"""One pipelined read of the farm's live state: caps, slots, queues, workers, recent counters.
+"""One pipelined read of the farm's live state (caps, slots, queues, workers, recent counters),
+and the ``FarmStats`` that ``Farm.stats()`` and the TUI show from it.
 
 Used by ``stats()``, by the place-in-line/ETA estimate and by the TUI snapshot. Costs a fixed
 number of Redis commands (independent of how many jobs exist): counts come from list lengths and
@@ -15,7 +16,7 @@ from redis import Redis
 from .. import keys
 from ..caps import caps_from_hash
 from ..config import FarmConfig
-from ..models import PRIORITY_ORDER, Caps, JobStatus, Priority
+from ..models import PRIORITY_ORDER, Caps, FarmStats, JobStatus, Priority, RendererStats
 from ..records import Slot, float_or_none, number_map
 from ..transitions import registry_key
 
@@ -137,4 +138,41 @@ def read_state(connection: Redis, config: FarmConfig, now: float | None = None) 
         workers_alive=workers_alive,
         scheduler_heartbeat=float_or_none(beat),
         buckets=buckets,
+    )
+
+
+def stats_from_state(state: FarmState) -> FarmStats:
+    used = state.used_by_renderer
+    names = set(used) | set(state.caps.effective_renderers)
+    for bucket in state.buckets:
+        names.update(k.split(":", 1)[1] for k in bucket if ":" in k)
+    renderers = {
+        name: RendererStats(
+            running=used.get(name, 0),
+            cap=state.caps.effective_renderers.get(name),
+            avg_wait=state.average("wait", name),
+            avg_run=state.average("run", name),
+            finished_last_hour=int(state.bucket_sum(f"finished:{name}")),
+            failed_last_hour=int(state.bucket_sum(f"failed:{name}")),
+        )
+        for name in sorted(names)
+    }
+    busy = {slot.worker for slot in state.slots}
+    return FarmStats(
+        counts=state.counts(),
+        running=state.used_total,
+        running_by_renderer=dict(used),
+        caps=state.caps,
+        workers=len(state.workers_alive),
+        workers_busy=len(busy & set(state.workers_alive)),
+        scheduler_alive=(age := state.scheduler_age()) is not None and age < 15,
+        scheduler_heartbeat_age=state.scheduler_age(),
+        finished_last_hour=int(state.bucket_sum("finished")),
+        failed_last_hour=int(state.bucket_sum("failed")),
+        throughput_per_min=tuple(
+            int(b.get("finished", 0)) for b in reversed(state.buckets[:THROUGHPUT_MINUTES])
+        ),
+        avg_wait=state.average("wait"),
+        renderers=renderers,
+        paused=tuple(p for p in Priority if p.value in state.paused),
     )
