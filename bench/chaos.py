@@ -62,8 +62,8 @@ from farm.config import load_config  # noqa: E402
 from farm.connection import connect_redis  # noqa: E402
 from farm.errors import FarmError, FarmUnavailableError  # noqa: E402
 from tests import faults  # noqa: E402
-from tests.conftest import write_toml  # noqa: E402
 from tests.events import read_events, replay  # noqa: E402
+from tests.util import write_toml  # noqa: E402
 
 KINDS = (
     "kill-worker",

@@ -95,7 +95,7 @@ class Run:
         return max(0.0, (utcnow() - self.started_at).total_seconds())
 
     def record(self, kind: ErrorKind | None = None, error: str | None = None) -> Attempt:
-        return transitions.attempt_record(self.attempt, self.worker, self.started_at, kind, error)
+        return attempt_record(self.attempt, self.worker, self.started_at, kind, error)
 
 
 def _with_extra(writes: Callable[[Pipeline], None], extra: Extra) -> Callable[[Pipeline], None]:
@@ -220,4 +220,17 @@ def requeue(connection: Redis, config: FarmConfig, run: Run, extra: Extra = None
 
     return transitions.claim(
         connection, run.job_id, run.token, _with_extra(writes, extra), run.renderer, "requeued"
+    )
+
+
+def attempt_record(
+    number: int, worker: str | None, started_at: Any, kind: ErrorKind | None = None, error: str | None = None
+) -> Attempt:
+    return Attempt(
+        number=number,
+        worker=worker,
+        started_at=started_at,
+        ended_at=utcnow(),
+        error_kind=kind,
+        error=transitions.trim_error(error) if error else None,
     )

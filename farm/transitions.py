@@ -7,7 +7,7 @@ commits, in the same MULTI/EXEC, the slot release and the outcome. So a run ends
 and a late horse can never overwrite what the sweep decided.
 
 Key formats of RQ's registries are RQ's own (``rq:finished:<queue>`` scored by expiry time);
-``tests/test_keys.py`` checks them against RQ.
+``tests/test_api_surface.py`` checks them against RQ.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from redis.client import Pipeline
 from . import keys
 from .models import PRIORITY_ORDER, Attempt, ErrorKind, JobStatus, Priority
 from .scripts import scripts_for
-from .timeutil import rq_time, utcnow
+from .timeutil import rq_time
 
 MAX_ERROR_CHARS = 4000
 
@@ -286,16 +286,3 @@ def count_start(pipe: Pipeline | Redis, renderer: str, waited_seconds: float) ->
     pipe.hincrby(bucket, f"wait_n:{renderer}", 1)
     pipe.hincrby(bucket, "started", 1)
     pipe.expire(bucket, 2 * 3600)
-
-
-def attempt_record(
-    number: int, worker: str | None, started_at: Any, kind: ErrorKind | None = None, error: str | None = None
-) -> Attempt:
-    return Attempt(
-        number=number,
-        worker=worker,
-        started_at=started_at,
-        ended_at=utcnow(),
-        error_kind=kind,
-        error=trim_error(error) if error else None,
-    )

@@ -23,14 +23,7 @@ from redis import Redis
 from farm.cli.embedded import read_admin_url, start_scratch_server
 from farm.client import Farm
 from farm.config import FarmConfig, parse_config
-from tests.util import wait_for
-
-FAST_CONFIG: dict[str, Any] = {
-    "retry": {"base_delay": 1.0, "max_delay": 4.0, "jitter": 0.0},
-    "scheduler": {"interval": 0.2, "sweep_interval": 1.0, "worker_timeout": 3.0},
-    "worker": {"heartbeat_interval": 0.5, "cancel_poll": 0.1, "shutdown_grace": 2.0},
-    "caps": {"windows": []},
-}
+from tests.util import FAST_CONFIG, merge, run_burst, write_toml
 
 
 @pytest.fixture(scope="session")
@@ -67,40 +60,6 @@ def connection(redis_url: str) -> Iterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
     client.close()
-
-
-def write_toml(path: Path, data: dict[str, Any]) -> None:
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{" + ", ".join(f'"{k}" = {value(x)}' for k, x in v.items()) + "}"
-        raise TypeError(v)
-
-    lines = []
-    for section, body in data.items():
-        if isinstance(body, dict):
-            lines.append(f"[{section}]")
-            lines.extend(f'"{k}" = {value(v)}' for k, v in body.items())
-        else:
-            lines.insert(0, f"{section} = {value(body)}")
-    path.write_text("\n".join(lines) + "\n")
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = {**out[k], **v}
-        else:
-            out[k] = v
-    return out
 
 
 @pytest.fixture
@@ -156,23 +115,6 @@ def farm(connection: Redis, config: FarmConfig, redis_url: str) -> Farm:
     return Farm(connection, config, url=redis_url, who="tester")
 
 
-def run_burst(config: FarmConfig, redis_url: str, name: str | None = None) -> None:
-    """One in-process burst worker: runs until nothing is left that could start."""
-    from farm import caps
-    from farm.connection import connect_redis
-    from farm.worker.worker import FarmWorker
-
-    connection = connect_redis(redis_url, config)
-    caps.seed(connection, config)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        FarmWorker(connection=connection, config=config, name=name).work(burst=True, logging_level="WARNING")
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        connection.close()
-
-
 @pytest.fixture
 def burst(config: FarmConfig, redis_url: str) -> Callable[[], None]:
     return lambda: run_burst(config, redis_url)
@@ -224,10 +166,6 @@ def procs(tmp_path: Path, make_config: ConfigBuilder) -> Iterator[Procs]:
     p = Procs(tmp_path, make_config)
     yield p
     p.stop_all()
-
-
-def wait_workers(connection: Redis, count: int, timeout: float = 15.0) -> None:
-    wait_for(lambda: connection.zcard("farm:heartbeats") >= count, timeout, what=f"{count} workers")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -113,3 +113,17 @@ def test_lua_scripts_spell_no_key_field_or_constant_themselves():
         assert "20000" not in code and "1e13" not in code, path
         assert source(path.stem).startswith(header())
     assert 'HELD = "farm:held:"' in header() and "BAND = 10000000000000" in header()
+
+
+def test_the_layout_stays_livable():
+    """No module over 500 lines; at most 20 modules at farm/'s top level (the rest in rooms)."""
+    from pathlib import Path
+
+    too_long = {
+        str(p): n
+        for root in ("farm", "renderers", "app")
+        for p in Path(root).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 500
+    }
+    assert too_long == {}
+    assert len(list(Path("farm").glob("*.py"))) <= 20

@@ -13,9 +13,8 @@ from farm import Farm, JobStatus
 from farm.caps import caps_from_hash, windows_field
 from farm.models import Window
 from farm.timeutil import local_minute_of_day
-from tests.conftest import run_burst, wait_workers
 from tests.events import read_events, replay
-from tests.util import wait_for
+from tests.util import run_burst, wait_for, wait_workers
 
 PLUGINS = {"alpha": "renderers.demo:DemoRenderer", "beta": "renderers.demo:DemoRenderer"}
 RANK = {"high": 0, "medium": 1, "low": 2}

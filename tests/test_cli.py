@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from farm import Farm, JobStatus
-from tests.conftest import run_burst
+from tests.util import run_burst
 
 
 def farm_cli(

@@ -18,8 +18,7 @@ from farm import Farm, JobStatus
 from farm.cli.embedded import EmbeddedRedis
 from farm.config import parse_config
 from farm.errors import ConfigError, FarmError
-from tests.conftest import write_toml
-from tests.util import wait_for
+from tests.util import wait_for, write_toml
 
 
 @pytest.fixture

@@ -25,9 +25,8 @@ from farm.errors import FarmUnavailableError
 from farm.scheduler.sweep import sweep_once
 from farm.worker.housekeeping import clean_host_files
 from tests import faults
-from tests.conftest import wait_workers
 from tests.events import read_events, replay
-from tests.util import wait_for
+from tests.util import wait_for, wait_workers
 
 PLUGINS = {"probe": "tests.faults:ProbeRenderer", "stamp": "tests.helpers:StampRenderer"}
 

@@ -166,7 +166,7 @@ def test_an_explicit_job_id_never_touches_existing_outputs(
     old.mkdir(parents=True)
     (old / "keep.txt").write_text("an expired job's render\n")
     farm.submit("stamp", {"seconds": 0}, job_id="reused-id")
-    from tests.conftest import run_burst
+    from tests.util import run_burst
 
     run_burst(config, redis_url)
     info = farm.get("reused-id")
@@ -187,7 +187,7 @@ def test_cli_unexpected_errors_are_one_line_without_traceback(tmp_path):
 
 
 def test_results_stored_in_redis_are_bounded(make_config, connection: Redis, redis_url: str):
-    from tests.conftest import run_burst
+    from tests.util import run_burst
 
     config = make_config(
         plugins={"big": "tests.helpers:BigResultRenderer"}, limits={"max_result_bytes": 10_000}

@@ -18,8 +18,7 @@ from redis import Redis
 from farm import ErrorKind, Farm, JobStatus
 from farm.live.snapshot import take_snapshot
 from farm.scheduler.sweep import sweep_once
-from tests.conftest import wait_workers
-from tests.util import wait_for
+from tests.util import wait_for, wait_workers
 
 CORRUPTIONS = [
     ("farm_attempts", "abc"),

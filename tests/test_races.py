@@ -15,9 +15,8 @@ from redis import Redis
 from farm import ErrorKind, Farm, JobStatus, endings
 from farm.scripts import Idle, Taken, scripts_for
 from farm.timeutil import local_minute_of_day, rq_time
-from tests.conftest import wait_workers
 from tests.test_recovery import PLUGINS, alive, submit_tree, tree_pids
-from tests.util import wait_for
+from tests.util import wait_for, wait_workers
 
 
 def take(connection: Redis, worker: str = "fake-worker", token: str | None = None) -> Taken | Idle:

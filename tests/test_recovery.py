@@ -13,9 +13,8 @@ from redis import Redis
 
 from farm import ErrorKind, Farm, JobStatus
 from farm.scheduler.sweep import sweep_once
-from tests.conftest import wait_workers
 from tests.events import read_events, replay
-from tests.util import wait_for
+from tests.util import wait_for, wait_workers
 
 PLUGINS = {"tree": "tests.helpers:TreeRenderer"}
 
@@ -145,7 +144,7 @@ def test_cancel_running_job_kills_its_tree_within_2s(
 def test_cancel_queued_and_scheduled_jobs_never_run(farm: Farm, procs, connection: Redis):
     queued = farm.submit("demo", {"duration": 0})
     scheduled = farm.submit("demo", {"duration": 0, "fail_with": "api_error"})
-    from tests.conftest import run_burst
+    from tests.util import run_burst
 
     farm.cancel(queued)
     run_burst(farm.config, farm.url)

@@ -13,8 +13,8 @@ from farm import ErrorKind, Farm, JobStatus
 from farm.config import RetryConfig
 from farm.retry import Decision, decide, retry_delay
 from farm.rq_classes import FarmJob, FarmQueue
-from tests.conftest import run_burst
 from tests.events import read_events
+from tests.util import run_burst
 
 
 def test_retry_policy_pure():

@@ -6,7 +6,7 @@ from redis import Redis
 
 from farm import Farm, JobStatus
 from farm.live.snapshot import take_snapshot
-from tests.conftest import run_burst
+from tests.util import run_burst
 
 
 class CountingConnection:

@@ -11,8 +11,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from farm import ErrorKind, Farm, InvalidTransitionError, JobNotFoundError, JobStatus
-from tests.conftest import run_burst, wait_workers
-from tests.util import wait_for
+from tests.util import run_burst, wait_for, wait_workers
 
 
 def test_priority_then_fifo(farm: Farm, config, redis_url):

@@ -1,6 +1,7 @@
 """The one function farm workers execute: look the renderer up by name and run it.
 
-RQ stores ``farm.dispatch.run`` as every farm job's function; the worker refuses any other.
+Every farm job stores the tag ``farm.dispatch.run`` as its function (``rq_classes.DISPATCHER``,
+mapped here by ``FarmJob.func``); the worker refuses any other.
 ``run`` executes inside the work horse. It needs the farm's config and renderer registry, which
 the worker installs with ``configure`` before it forks (the horse inherits them).
 Also here: ``HorseContext``, the RenderContext the horse gives renderers (progress, log, cancel);
@@ -269,10 +270,10 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
     """The RQ job function of every farm job (runs in the work horse). Returns the result to
     record; its files wait in the attempt's staging dir until ``publish``."""
     if _installed is None:
-        raise RuntimeError("farm.dispatch.run called outside a farm worker")
+        raise RuntimeError("the farm job function was called outside a farm worker")
     job = get_current_job()
     if job is None:
-        raise RuntimeError("farm.dispatch.run called outside an RQ job")
+        raise RuntimeError("the farm job function was called outside an RQ job")
     config, registry, connection = _installed.config, _installed.registry, _installed.connection
     try:
         backend = registry.get(renderer)

@@ -83,7 +83,7 @@ def test_manim_scene_renders_through_the_farm(farm_e2e: Farm, procs, connection:
 
 
 def test_manim_scene_error_is_invalid_input(farm_e2e: Farm, config, redis_url):
-    from tests.conftest import run_burst
+    from tests.util import run_burst
 
     farm = farm_e2e
     (inputs(farm) / "boom.py").write_text(SCENES)
@@ -110,7 +110,7 @@ def test_cancel_manim_render_leaves_no_manim_process(farm_e2e: Farm, procs):
 
 
 def test_ffmpeg_transcode_and_thumbnail(farm_e2e: Farm, clip_dir: Path, config, redis_url):
-    from tests.conftest import run_burst
+    from tests.util import run_burst
 
     farm = farm_e2e
     shutil.copy(clip_dir / "clip2.mp4", inputs(farm) / "clip.mp4")
@@ -141,7 +141,7 @@ PAYLOAD = {
 
 
 def test_orchestrator_http_render(farm_e2e: Farm, http_service: FakeService, config, redis_url):
-    from tests.conftest import run_burst
+    from tests.util import run_burst
 
     farm = farm_e2e
     job_id = farm.submit("http", {"service": "orchestrator", "payload": PAYLOAD})

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_toml
-from tests.util import require_tool, wait_for
+from tests.util import require_tool, wait_for, write_toml
 
 
 class Tmux:

@@ -14,8 +14,8 @@ from app.screens.help import HelpScreen
 from app.screens.main import MainScreen
 from app.screens.workers import WorkersScreen
 from farm import Farm, JobStatus, Priority
-from tests.conftest import run_burst, wait_workers
 from tests.tui.helpers import SIZE, main_screen, screen_text, select, shows, until
+from tests.util import run_burst, wait_workers
 
 pytestmark = pytest.mark.anyio
 

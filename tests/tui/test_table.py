@@ -6,8 +6,8 @@ import pytest
 from textual.widgets import Input
 
 from farm import Farm, JobStatus
-from tests.conftest import run_burst
 from tests.tui.helpers import POLL, SIZE, main_screen, select, shows, table, until
+from tests.util import run_burst
 
 pytestmark = pytest.mark.anyio
 
