@@ -21,13 +21,12 @@ from .caps import apply_changes, validate_changes
 from .config import FarmConfig, load_config
 from .connection import connect_redis, no_retry, redact, redis_errors
 from .errors import InvalidJobError, InvalidTransitionError, JobNotFoundError
-from .jobinfo import farm_status, info_from_hash
 from .live.listing import list_job_ids
 from .live.placement import place_job, wait_reason
 from .live.roster import list_workers
 from .live.state import FarmState, read_state, stats_from_state
 from .models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, Priority, WorkerInfo
-from .records import read_job
+from .records import farm_status, info_from_hash, read_job
 from .render import Registry
 from .submit import JOB_ID_RE, QueueCache, build_spec, build_specs, enqueue_specs
 

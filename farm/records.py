@@ -1,4 +1,5 @@
-"""Reading what the farm stores in Redis: one reader per record, and none of them ever raises.
+"""Reading what the farm stores in Redis: one reader per record, and none of them ever raises;
+and shaping a job record into the API's ``JobInfo``.
 
 Records are the job hash (RQ's fields plus the farm's ``farm_*``), a slot entry of ``farm:slots``
 and a stats bucket. Anyone with access to Redis can write anything into them, so every reader
@@ -25,7 +26,7 @@ from pydantic import ValidationError
 from rq.utils import utcparse
 
 from . import keys
-from .models import Attempt, ErrorKind, JobStatus, Priority
+from .models import Attempt, ErrorKind, JobInfo, JobStatus, Priority
 from .rq_classes import DISPATCHER
 
 Raw = Mapping[bytes, bytes]
@@ -369,3 +370,41 @@ def float_or_none(value: bytes | str | None) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) else None
+
+
+def farm_status(raw: Raw) -> JobStatus:
+    return RQ_TO_FARM_STATUS.get(text(raw, "status") or "", JobStatus.QUEUED)
+
+
+def info_from_record(record: JobRecord, **extra: Any) -> JobInfo:
+    """A JobInfo from a read job record; ``extra`` fills position/eta/wait_reason."""
+    status = record.status
+    return JobInfo(
+        id=record.id,
+        name=record.name,
+        renderer=record.renderer or "?",
+        params=record.params or {},
+        priority=record.priority,
+        job_type=record.job_type,
+        status=status,
+        progress=record.progress,
+        stage=record.stage,
+        attempts=record.attempts,
+        max_retries=record.max_retries,
+        timeout=record.timeout,
+        error_kind=record.error_kind,
+        error=record.error,
+        result=record.result,
+        history=record.history,
+        enqueued_at=record.submitted or record.enqueued_at,
+        started_at=record.started_at,
+        ended_at=record.ended_at if status.terminal else None,
+        worker=record.worker,
+        retry_at=record.retry_at if status is JobStatus.SCHEDULED else None,
+        cancel_requested=bool(record.cancel),
+        **extra,
+    )
+
+
+def info_from_hash(job_id: str, raw: Raw, **extra: Any) -> JobInfo:
+    return info_from_record(read_job(job_id, raw), **extra)

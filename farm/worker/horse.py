@@ -28,8 +28,8 @@ from rq.job import Job
 from rq.queue import Queue
 
 from .. import endings, keys
-from ..jobinfo import decode_call
 from ..models import ErrorKind
+from ..records import decode_call
 from ..render import RenderError
 from ..rq_classes import DISPATCHER
 from . import journal, lease, rendering
