@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -16,21 +17,23 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.serializers import JSONSerializer
 
-from . import audit, keys, transitions
+from . import audit, keys, policy, transitions
 from .caps import apply_changes, validate_changes
 from .config import FarmConfig, load_config
 from .connection import connect_redis, no_retry, redact, redis_errors
 from .errors import InvalidJobError, InvalidTransitionError, JobNotFoundError
-from .live.listing import list_job_ids
+from .files import jobs
+from .live.listing import list_job_ids, list_prefix
 from .live.placement import place_job, wait_reason
 from .live.roster import list_workers
 from .live.state import FarmState, read_state, stats_from_state
-from .models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, Priority, WorkerInfo
+from .models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, OutputFile, Priority, WorkerInfo
 from .records import farm_status, info_from_hash, read_job
 from .render import Registry
-from .submit import JOB_ID_RE, QueueCache, build_spec, build_specs, enqueue_specs
+from .submit import JOB_ID_RE, JobSpec, QueueCache, build_spec, build_specs, enqueue_specs
 
 CANCEL_CONFIRM_SECONDS = 3.0
+MIN_PREFIX = 6  # shortest id prefix the CLI resolves
 
 
 def _without_retries(connection: Redis) -> Redis:
@@ -66,11 +69,13 @@ class Farm:
         url: str = "",
         who: str | None = None,
         registry: Registry | None = None,
+        published: policy.Published | None = None,
     ) -> None:
         self.connection = connection
         self.config = config or FarmConfig()
         self.url = url
         self.who = who or audit.default_who()
+        self.policy = published  # the farm's published policy in force here (None: defaults)
         self.registry = registry or Registry.from_config(self.config)
         self._queues = QueueCache(connection)
         self._writer = _without_retries(connection)
@@ -79,10 +84,18 @@ class Farm:
     def connect(
         cls, url: str | None = None, *, config: FarmConfig | str | Path | None = None, who: str | None = None
     ) -> Farm:
-        """URL, else ``$FARM_REDIS_URL``, else the config file; FarmUnavailableError within 3 s."""
+        """URL, else ``$FARM_REDIS_URL``, else the config file; FarmUnavailableError within 3 s.
+
+        The farm's rules (job types, retries, timeouts, limits, renderer services and templates,
+        input roots) come from the policy the render host published, not from a local file: a
+        teammate needs only the URL."""
         cfg = config if isinstance(config, FarmConfig) else load_config(config)
         resolved = url or cfg.redis_url()
-        return cls(connect_redis(resolved, cfg), cfg, url=resolved, who=who)
+        connection = connect_redis(resolved, cfg)
+        with redis_errors("connect"):
+            published = policy.read(connection)
+        cfg = policy.apply(cfg, published, submit_side=True)
+        return cls(connection, cfg, url=resolved, who=who, published=published)
 
     def close(self) -> None:
         self.connection.close()
@@ -115,8 +128,14 @@ class Farm:
         timeout: int | None = None,
         max_retries: int | None = None,
         job_id: str | None = None,
+        files: Sequence[str | os.PathLike[str]] | None = None,
     ) -> str:
-        """Validate (before any Redis write) and enqueue one render; returns its job id."""
+        """Validate (before any Redis write) and enqueue one render; returns its job id.
+
+        ``files`` are uploaded with the job (to ``farm serve``): a relative path keeps its relative
+        name, an absolute one its base name, and relative paths in ``params`` resolve against
+        them first, then against the farm's input roots. All or nothing."""
+        planned = jobs.plan(files, self.config)
         spec = build_spec(
             self.config,
             self.registry,
@@ -129,15 +148,51 @@ class Farm:
             max_retries=max_retries,
             job_id=job_id,
         )
-        enqueue_specs(self._writer, self._queues, self.config, [spec], retry_for=self._retry_for)
+        jobs.submit_with_files(self._writer, self.config, [spec], [planned], self._enqueue)
         return spec.job_id
 
     def submit_many(self, requests: Sequence[Mapping[str, Any]]) -> builtins.list[str]:
         """Bulk submit, all-or-nothing: every request is validated before one pipelined write."""
         specs = build_specs(self.config, self.registry, requests)
+        plans = [jobs.plan(request.get("files"), self.config) for request in requests]
         if specs:
-            enqueue_specs(self._writer, self._queues, self.config, specs, retry_for=self._retry_for)
+            jobs.submit_with_files(self._writer, self.config, specs, plans, self._enqueue)
         return [s.job_id for s in specs]
+
+    def _enqueue(self, specs: builtins.list[JobSpec]) -> None:
+        enqueue_specs(
+            self._writer, self._queues, self.config, specs, retry_for=self._retry_for, submitter=self.who
+        )
+
+    def resolve_id(self, text: str) -> str:
+        """A job id from the id itself or any unique prefix of 6 or more characters (as ``farm ls``
+        shows them). An unknown id is JobNotFoundError; an ambiguous prefix InvalidJobError
+        listing the matches."""
+        job_id = _check_id(text)
+        with redis_errors("find job"):
+            if self.connection.exists(keys.job(job_id)) or len(job_id) < MIN_PREFIX:
+                return job_id
+            matches = list_prefix(self.connection, job_id, limit=10)
+        if not matches:
+            raise JobNotFoundError(f"no job {text!r}")
+        if len(matches) > 1:
+            raise InvalidJobError(f"{text!r} matches several jobs: {', '.join(matches)}")
+        return matches[0]
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def outputs(self, job_id: str) -> builtins.list[OutputFile]:
+        """A finished job's outputs: name, size, sha256 and a signed, expiring download URL."""
+        info = self.get(job_id)
+        with redis_errors("outputs"):
+            return jobs.outputs(self.connection, self.config, info)
+
+    def download(self, job_id: str, dest_dir: str | os.PathLike[str]) -> builtins.list[Path]:
+        """Fetch a finished job's outputs into ``dest_dir`` (streamed, resumable, checksums
+        verified); returns the files' paths."""
+        info = self.get(job_id)
+        with redis_errors("download"):
+            return jobs.download(self.connection, self.config, info, dest_dir)
 
     # -- reading -----------------------------------------------------------------------------
 

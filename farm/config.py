@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ CONFIG_ENV = "FARM_CONFIG"
 REDIS_URL_ENV = "FARM_REDIS_URL"
 CONFIG_NAME = "farm.toml"
 
+ANY_ADDRESS = ("0.0.0.0", "::", "")  # noqa: S104 - a bind address meaning "every interface"
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -125,6 +127,18 @@ class LimitsConfig(_Section):
     max_name_length: int = Field(200, gt=0)
     max_output_bytes: int = Field(20 * 1024**3, gt=0)  # largest file a render's subprocess may write
     max_result_bytes: int = Field(1024**2, gt=0)  # largest result stored in Redis (and HTTP body read)
+    max_upload_bytes: int = Field(1024**3, gt=0)  # input files uploaded with one job, all together
+    per_submitter_per_hour: int = Field(0, ge=0)  # jobs one submitter may submit per hour; 0: no limit
+    max_timeout: int = Field(7 * 86_400, gt=0)  # the largest per-job timeout a submit may ask for
+    max_retries: int = Field(50, ge=0, le=1000)  # the largest per-job max_retries a submit may ask for
+
+
+class ServeConfig(_Section):
+    bind: str = ""  # "HOST:PORT" to serve other boxes (e.g. "0.0.0.0:8642"); empty: loopback only
+    port: int = Field(8642, gt=0, lt=65536)  # with an empty bind: 127.0.0.1:<port>
+    url: str = ""  # how other boxes reach farm serve; default: http://<this host's name>:<port>
+    url_ttl: int = Field(86_400, gt=0, le=30 * 86_400)  # seconds a signed download URL stays valid
+    token_env: str = "FARM_TOKEN"  # env var holding the farm token (else <data_dir>/token)
 
 
 class AlertsConfig(_Section):
@@ -145,6 +159,7 @@ class FarmConfig(_Section):
     worker: WorkerConfig = WorkerConfig()
     limits: LimitsConfig = LimitsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    serve: ServeConfig = ServeConfig()
     renderers: dict[str, dict[str, Any]] = {}  # [renderers.<name>]: that renderer's settings
     plugins: dict[str, str] = {}  # extra renderers: name = "package.module:Class"
 
@@ -174,6 +189,24 @@ class FarmConfig(_Section):
     def redis_url(self) -> str:
         """``$FARM_REDIS_URL``, else ``redis.url``, else the embedded Redis' socket."""
         return os.environ.get(REDIS_URL_ENV) or self.redis.url or f"unix://{self.socket_path}"
+
+    def serve_address(self) -> tuple[str, int]:
+        """Where ``farm serve`` listens: ``[serve] bind``, else loopback on ``[serve] port``."""
+        if self.serve.bind:
+            host, _, port = self.serve.bind.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"serve.bind: expected HOST:PORT, got {self.serve.bind!r}")
+            return host, int(port)
+        return "127.0.0.1", self.serve.port
+
+    def serve_url(self, port: int | None = None) -> str:
+        """The URL other processes use to reach ``farm serve`` (``[serve] url`` overrides)."""
+        if self.serve.url:
+            return self.serve.url.rstrip("/")
+        host, bound = self.serve_address()
+        if host in ANY_ADDRESS:
+            host = socket.gethostname()
+        return f"http://{host}:{port or bound}"
 
     def renderer_timeout(self, renderer: str) -> int:
         value = self.renderers.get(renderer, {}).get("timeout")

@@ -37,6 +37,9 @@ EVENTS = PREFIX + "events"  # stream: slot starts/stops, cap changes, retries (o
 EVENTS_MAXLEN = 20_000
 AUDIT = PREFIX + "audit"  # list of JSON audit entries, newest first
 LOG = PREFIX + "log:"  # + job id: list, the job's log tail
+SUBMITTED_BY = PREFIX + "by:"  # + who + ":" + unix hour: a submitter's submits that hour (2 h TTL)
+SERVE = PREFIX + "serve"  # hash: url, store_id, at — where farm serve listens (published by it)
+POLICY = PREFIX + "policy"  # hash: version, digest, config, host, at — the farm's published policy
 REDIS_RESTARTS = PREFIX + "redis:restarts"  # hash: count, last (unix time) — `farm up` restarting Redis
 
 # RQ's own fields of the job hash that the farm's scripts read or write.
@@ -67,6 +70,8 @@ F_RETRY_BASE = "farm_retry_base"  # attempts made before the last manual retry
 F_SUBMITTED = "farm_submitted"  # unix time of the first submit (enqueued_at moves on retry)
 F_SUBMIT_ID = "farm_submit_id"  # nonce of the submit call that stored the job (idempotent retries)
 F_LINE = "farm_line"  # place in line, given when the job left its queue; a requeue keeps it
+F_FILES = "farm_files"  # JSON list of {name, size, sha256}: inputs uploaded with the submit
+F_SUBMITTER = "farm_by"  # who submitted it (Farm.connect(who=...), else user@host)
 F_ENDED_BY = "farm_ended_by"  # token of the run whose end was recorded (claims are idempotent)
 
 
@@ -92,6 +97,11 @@ def held(renderer: str) -> str:
 
 def log(job_id: str) -> str:
     return LOG + job_id
+
+
+def submitted_by(who: str, hour: int) -> str:
+    """Counter of one submitter's submits in one hour (limits.per_submitter_per_hour)."""
+    return f"{SUBMITTED_BY}{who}:{hour}"
 
 
 def stats_bucket(minute: int) -> str:

@@ -101,6 +101,17 @@ class JobInfo(_Frozen):
     wait_reason: str | None = None
     retry_at: datetime | None = None
     cancel_requested: bool = False
+    by: str | None = None  # who submitted it
+    files: tuple[dict[str, Any], ...] = ()  # inputs uploaded with it: name, size, sha256
+
+
+class OutputFile(_Frozen):
+    """One published output of a finished job, as ``Farm.outputs`` lists it."""
+
+    name: str  # relative to the job's output dir
+    size: int
+    sha256: str
+    url: str | None = None  # signed, expiring download URL from farm serve (None without one)
 
 
 class Window(_Frozen):

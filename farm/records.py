@@ -218,6 +218,8 @@ class JobRecord:
     token: str | None
     cancel: str | None
     ended_by: str | None
+    by: str | None
+    files: tuple[dict[str, Any], ...]
     corrupt: tuple[str, ...]
 
     @property
@@ -245,6 +247,24 @@ def _history(fields: _Fields) -> tuple[Attempt, ...]:
     except (ValueError, ValidationError, TypeError):
         fields.bad(keys.F_HISTORY)
         return ()
+
+
+def _files(fields: _Fields) -> tuple[dict[str, Any], ...]:
+    blob = fields.text(keys.F_FILES)
+    if blob is None:
+        return ()
+    try:
+        items = safe_json(blob)
+    except ValueError:
+        items = None
+    good = isinstance(items, list) and all(
+        isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("sha256"), str)
+        for i in items
+    )
+    if not good:
+        fields.bad(keys.F_FILES)
+        return ()
+    return tuple(items)
 
 
 def _result(fields: _Fields) -> dict[str, Any] | None:
@@ -313,6 +333,8 @@ def read_job(job_id: str, raw: Raw) -> JobRecord:
         token=f.text(keys.F_TOKEN),
         cancel=f.text(keys.F_CANCEL),
         ended_by=f.text(keys.F_ENDED_BY),
+        by=f.text(keys.F_SUBMITTER),
+        files=_files(f),
         corrupt=tuple(f.corrupt),
     )
 
@@ -402,6 +424,8 @@ def info_from_record(record: JobRecord, **extra: Any) -> JobInfo:
         worker=record.worker,
         retry_at=record.retry_at if status is JobStatus.SCHEDULED else None,
         cancel_requested=bool(record.cancel),
+        by=record.by,
+        files=record.files,
         **extra,
     )
 

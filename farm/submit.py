@@ -36,7 +36,7 @@ JOB_TYPE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_PARAMS_DEPTH = 32
 MAX_TIMEOUT = 7 * 86_400
 SUBMIT_KEYS = frozenset(
-    {"renderer", "params", "priority", "job_type", "name", "timeout", "max_retries", "job_id"}
+    {"renderer", "params", "priority", "job_type", "name", "timeout", "max_retries", "job_id", "files"}
 )
 
 
@@ -51,6 +51,7 @@ class JobSpec:
     timeout: int
     max_retries: int
     explicit_id: bool
+    files: tuple[dict[str, Any], ...] = ()  # inputs uploaded with it: name, size, sha256
 
 
 def _int_option(name: str, value: Any, low: int, high: int) -> int:
@@ -143,13 +144,16 @@ def _build_spec(
             f"job_id must be 1-128 letters, digits, '_', '-' or '.', starting alphanumeric, got {job_id!r}"
         )
     resolved_priority = resolve_priority(config, priority, job_type)
+    limits = config.limits
     resolved_timeout = (
         config.renderer_timeout(renderer)
         if timeout is None
-        else _int_option("timeout", timeout, 1, MAX_TIMEOUT)
+        else _int_option("timeout", timeout, 1, min(MAX_TIMEOUT, limits.max_timeout))
     )
     retries = (
-        config.retry.max_retries if max_retries is None else _int_option("max_retries", max_retries, 0, 50)
+        config.retry.max_retries
+        if max_retries is None
+        else _int_option("max_retries", max_retries, 0, limits.max_retries)
     )
 
     _plain_json_size(params)
@@ -195,7 +199,7 @@ def build_specs(
             raise InvalidJobError(f"request {index}: unknown keys {sorted(map(repr, unknown))}")
         if "renderer" not in request:
             raise InvalidJobError(f"request {index}: 'renderer' is required")
-        options = {k: v for k, v in request.items() if k not in ("renderer", "params")}
+        options = {k: v for k, v in request.items() if k not in ("renderer", "params", "files")}
         try:
             spec = build_spec(config, registry, request["renderer"], request.get("params", {}), **options)
         except InvalidJobError as exc:
@@ -224,6 +228,7 @@ def enqueue_specs(
     specs: Sequence[JobSpec],
     *,
     retry_for: float = 0.0,
+    submitter: str | None = None,
 ) -> None:
     """Write every spec in one transaction; an existing explicit job id rejects the batch.
 
@@ -241,7 +246,7 @@ def enqueue_specs(
         try:
             if uncertain and _stored(connection, specs, nonce):
                 return
-            _enqueue_once(connection, queues, config, specs, nonce)
+            _enqueue_once(connection, queues, config, specs, nonce, submitter)
             return
         except (RedisConnectionError, RedisTimeoutError) as exc:
             uncertain = uncertain or "connecting to" not in str(exc)  # else nothing was sent
@@ -266,19 +271,37 @@ def _stored(connection: Redis, specs: Sequence[JobSpec], nonce: str) -> bool:
 
 
 def _enqueue_once(
-    connection: Redis, queues: QueueCache, config: FarmConfig, specs: Sequence[JobSpec], nonce: str
+    connection: Redis,
+    queues: QueueCache,
+    config: FarmConfig,
+    specs: Sequence[JobSpec],
+    nonce: str,
+    submitter: str | None,
 ) -> None:
     explicit = [keys.job(s.job_id) for s in specs if s.explicit_id]
+    limit = config.limits.per_submitter_per_hour
+    counter = keys.submitted_by(submitter, int(time.time() // 3600)) if limit and submitter else None
     with connection.pipeline() as pipe:
         while True:
             try:
-                if explicit:
-                    pipe.watch(*explicit)
-                    taken = [s.job_id for s in specs if s.explicit_id and pipe.exists(keys.job(s.job_id))]
-                    if taken:
-                        raise InvalidJobError(f"job id {taken[0]!r} already exists")
+                watched = [*explicit, *([counter] if counter else [])]
+                if watched:
+                    pipe.watch(*watched)
+                taken = [s.job_id for s in specs if s.explicit_id and pipe.exists(keys.job(s.job_id))]
+                if taken:
+                    raise InvalidJobError(f"job id {taken[0]!r} already exists")
+                if counter is not None:
+                    done = int(pipe.get(counter) or 0)
+                    if done + len(specs) > limit:
+                        raise InvalidJobError(
+                            f"{submitter} submitted {done} jobs this hour; limits.per_submitter_per_hour "
+                            f"is {limit}"
+                        )
                 pipe.multi()
-                _queue_writes(pipe, queues, config, specs, nonce)
+                _queue_writes(pipe, queues, config, specs, nonce, submitter)
+                if counter is not None:
+                    pipe.incrby(counter, len(specs))
+                    pipe.expire(counter, 2 * 3600)
                 pipe.execute()
                 return
             except WatchError:
@@ -286,7 +309,12 @@ def _enqueue_once(
 
 
 def _queue_writes(
-    pipe: Any, queues: QueueCache, config: FarmConfig, specs: Sequence[JobSpec], nonce: str = ""
+    pipe: Any,
+    queues: QueueCache,
+    config: FarmConfig,
+    specs: Sequence[JobSpec],
+    nonce: str = "",
+    submitter: str | None = None,
 ) -> None:
     """One HSET per job (RQ's fields and the farm's together), then one push per queue."""
     submitted = time.time()
@@ -318,6 +346,10 @@ def _queue_writes(
             fields[keys.F_JOB_TYPE] = spec.job_type
         if spec.name:
             fields[keys.F_NAME] = spec.name
+        if submitter:
+            fields[keys.F_SUBMITTER] = submitter
+        if spec.files:
+            fields[keys.F_FILES] = json.dumps(list(spec.files))
         job.farm_fields = fields
         job.save(pipeline=pipe)
         by_queue.setdefault(spec.priority, []).append(spec.job_id)

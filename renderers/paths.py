@@ -97,6 +97,11 @@ def _below_root(raw: str, roots: Sequence[Path]) -> tuple[Path, tuple[str, ...]]
     """The root ``raw`` lies in and its components below that root (lexically normalised)."""
     normal = check_relative_or_within(raw)  # NUL, length and '..' escapes, refused alike
     if not normal.is_absolute():
+        # The first root that holds the whole relative path (the farm puts a job's uploaded
+        # files first, then the input roots); else the first root, which reports it missing.
+        for root in roots:
+            if os.path.lexists(os.path.join(root, *normal.parts)):
+                return root, normal.parts
         return roots[0], normal.parts
     for root in roots:
         # the root as configured, or where it really is (a root may itself be a symlink)
@@ -121,7 +126,7 @@ def _open_error(exc: OSError, raw: str, dir_fd: int, part: str) -> RenderError:
 def open_confined(path: str | os.PathLike[str], roots: Sequence[Path], *, directory: bool = False) -> int:
     """Open an input inside ``roots`` and return the fd (close-on-exec; the caller closes it).
 
-    Relative paths are relative to the first root. The path is walked one component at a time
+    Relative paths are relative to the first root that has them. The path is walked one component at a time
     from an fd of its root with ``O_NOFOLLOW`` (``openat``), so no symlink below the root is
     ever followed, whether it was there at submit time or swapped in a moment ago: the file
     opened is the one checked. Symlinks below a root are refused outright (even ones pointing

@@ -33,6 +33,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("times", "waited/ran", 12),
     ("note", "ETA or wait reason", 38),
     ("worker", "worker", 16),
+    ("by", "by", 14),
 )
 
 Cells = tuple[Text, ...]
@@ -81,6 +82,7 @@ def row_cells(row: JobRow, at: datetime) -> Cells:
         _cell(f"{duration(row.waited(at))}/{duration(row.ran(at))}"),
         note(row, at),
         _cell(row.worker or "-", "dim"),
+        _cell(row.by or "-", "dim"),
     )
 
 
@@ -99,6 +101,7 @@ def matches(row: JobRow, text: str, status: JobStatus | None) -> bool:
             row.status.value,
             row.job_type,
             row.worker,
+            row.by,
             row.stage,
             row.wait_reason,
             row.error_kind.value if row.error_kind else None,

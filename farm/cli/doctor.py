@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from .. import policy
 from ..config import FarmConfig
 from ..connection import connect_redis, redact
 from ..errors import FarmError
+from ..files import transfer
 
 
 def run_doctor(config: FarmConfig) -> int:
@@ -25,6 +27,18 @@ def run_doctor(config: FarmConfig) -> int:
     farm = Farm(connection, config, url=url)
     stats = farm.stats()
     click.echo(f"ok   redis        {redact(url)}")
+    published = policy.read(connection)
+    if published is None:
+        problems += 1
+        click.echo("WARN policy       nothing published yet: submits use default rules (start farm up)")
+    else:
+        click.echo(f"ok   policy       version {published.version}, published by {published.host}")
+    serve = transfer.serve_info(connection)
+    if serve.get("url"):
+        click.echo(f"ok   serve        {serve['url']}")
+    else:
+        click.echo("WARN serve        farm serve has not run: no file uploads or downloads")
+        problems += 1
     status = "ok  " if stats.workers else "WARN"
     problems += not stats.workers
     click.echo(f"{status} workers      {stats.workers} alive ({stats.workers_busy} busy)")

@@ -15,14 +15,15 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 
-from .. import caps, keys
-from ..config import REDIS_URL_ENV, FarmConfig
+from .. import caps, keys, policy
+from ..config import ANY_ADDRESS, REDIS_URL_ENV, FarmConfig
 from ..connection import connect_redis, redact
 from ..errors import FarmError
 from .embedded import EmbeddedRedis
@@ -187,11 +188,24 @@ def start_farm(config: FarmConfig, workers: int) -> tuple[str, EmbeddedRedis | N
     url = config.redis_url() if embedded is None else embedded.url
     connection = connect_redis(url, config)
     caps.seed(connection, config)
+    policy.publish(connection, config)  # this is the render host: its config is the farm's
     connection.close()
     children = Children(config, url)
     children.start("scheduler", "scheduler")
+    children.start("serve", "serve")
     children.start("workers", "worker", "--processes", str(workers))
     return url, embedded, children
+
+
+def banner(config: FarmConfig, url: str) -> list[str]:
+    """Every URL the farm serves, for the operator to hand out (passwords redacted)."""
+    lines = [f"Redis       {redact(url)}"]
+    if config.redis.bind:
+        host, _, port = config.redis.bind.rpartition(":")
+        shown = socket.gethostname() if host in ANY_ADDRESS else host
+        lines.append(f"Redis (LAN) redis://:***@{shown}:{port}/0   (password: ${config.redis.password_env})")
+    lines.append(f"farm serve  {config.serve_url()}   (token: `farm token`)")
+    return lines
 
 
 def run_up(
@@ -221,8 +235,10 @@ def run_up(
             (run_ui or load_ui())(config, url)
         else:
             print(
-                f"farm up: Redis {redact(url)}, {workers} workers, scheduler"
-                f"{', demo jobs' if demo else ''}; logs in {config.log_dir}. Ctrl-C stops.",
+                f"farm up: {workers} workers, scheduler, farm serve{', demo jobs' if demo else ''}; "
+                f"logs in {config.log_dir}. Ctrl-C stops.",
+                *(f"  {line}" for line in banner(config, url)),
+                sep="\n",
                 flush=True,
             )
             _wait_for_interrupt()

@@ -97,3 +97,14 @@ def list_job_ids(
     if stale and status is None:
         connection.zrem(keys.JOBS, *stale)  # expired jobs: drop them from the listing index
     return found
+
+
+def list_prefix(connection: Redis, prefix: str, limit: int = 10) -> list[str]:
+    """Ids in the listing index that start with ``prefix`` (at most ``limit``; one SCAN pass).
+    ``prefix`` is a checked job id, so it holds no glob characters."""
+    found: list[str] = []
+    for member, _score in connection.zscan_iter(keys.JOBS, match=f"{prefix}*", count=1000):
+        found.append(member.decode("utf-8", "replace"))
+        if len(found) >= limit:
+            break
+    return sorted(found)

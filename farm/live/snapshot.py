@@ -41,6 +41,7 @@ ROW_FIELDS = (
     "ended_at",
     keys.F_RETRY_AT,
     keys.F_JOB_TYPE,
+    keys.F_SUBMITTER,
 )
 
 
@@ -59,6 +60,7 @@ class JobRow(BaseModel):
     attempts: int
     max_retries: int
     job_type: str | None = None
+    by: str | None = None
     worker: str | None = None
     error_kind: ErrorKind | None = None
     error: str | None = None  # first line only
@@ -166,6 +168,7 @@ def _row(job_id: str, values: list[bytes | None]) -> JobRow | None:
         attempts=record.attempts,
         max_retries=record.max_retries,
         job_type=record.job_type,
+        by=record.by,
         worker=record.worker,
         error_kind=record.error_kind,
         error=error.splitlines()[0][:200] if error else None,

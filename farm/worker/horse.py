@@ -28,11 +28,12 @@ from rq.job import Job
 from rq.queue import Queue
 
 from .. import endings, keys
+from ..files import store
 from ..models import ErrorKind
 from ..records import decode_call
 from ..render import RenderError
 from ..rq_classes import DISPATCHER
-from . import journal, lease, rendering
+from . import exchange, journal, lease, rendering
 
 if TYPE_CHECKING:
     from .worker import FarmWorker
@@ -146,9 +147,17 @@ def run_job(worker: FarmWorker, job: Job, queue: Queue, execution: Execution) ->
         lease.reap_guard(guard)
     problem = unstorable(worker, result)
     if problem is not None:
-        rendering.discard(worker.config, run.job_id, run.token)
+        store.discard(worker.config, run.job_id, run.token)
         entry = journal.Entry(run, "failed", kind=ErrorKind.UNKNOWN, error=problem)
         record_end(worker, run, entry, execution, job)
+        return False
+    try:  # a run on another box sends its outputs to the store before its end is recorded
+        exchange.send(worker.config, rendering.place(), run.job_id, run.token, result)
+    except RenderError as exc:
+        exchange.discard(worker.config, rendering.place(), run.job_id, run.token)
+        record_end(
+            worker, run, journal.Entry(run, "failed", kind=exc.kind, error=exc.message), execution, job
+        )
         return False
     return record_end(worker, run, journal.Entry(run, "finished", result=result), execution, job)
 
@@ -201,14 +210,9 @@ def record_end(
             time.sleep(0.2)
     if ok and won:
         assert entry.result is not None
-        rendering.publish(
-            worker.config,
-            run.job_id,
-            rendering.staging_dir(worker.config, run.job_id, run.token),
-            entry.result,
-        )
+        exchange.publish(worker.config, rendering.place(), run.job_id, run.token, entry.result)
     else:
-        rendering.discard(worker.config, run.job_id, run.token)
+        exchange.discard(worker.config, rendering.place(), run.job_id, run.token)
         if not won:
             log.warning("horse of %s: its run was taken over before it could record its end", run.job_id)
     return ok and won

@@ -23,8 +23,8 @@ from redis.exceptions import RedisError
 
 from .. import keys
 from ..config import FarmConfig
-from ..records import read_job
-from . import journal, rendering
+from ..files import store
+from . import journal
 
 log = logging.getLogger("farm.housekeeping")
 
@@ -73,7 +73,7 @@ def _clean_logs(connection: Redis, config: FarmConfig, now: float) -> int:
 
 
 def _clean_staging(connection: Redis, config: FarmConfig, now: float) -> int:
-    partial = config.output_dir / rendering.PARTIAL
+    partial = config.output_dir / store.PARTIAL
     candidates = [(m, p) for m, p in _oldest_first(partial, "*.*") if p.is_dir() and now - m > STAGING_GRACE]
     removed = 0
     for _, path in candidates:
@@ -87,11 +87,8 @@ def _clean_staging(connection: Redis, config: FarmConfig, now: float) -> int:
         if owner is not None and owner.decode("utf-8", "replace") == token:
             continue  # still rendering
         won = status == b"finished" and ended_by is not None and ended_by.decode("utf-8", "replace") == token
-        recorded = read_job(job_id, {keys.F_RESULT.encode(): result} if result else {}).result or {}
-        target = Path(str(recorded.get("output_dir") or ""))
-        if won and recorded.get("outputs") and not target.exists():
-            rendering.publish(config, job_id, path, recorded)
-            log.warning("housekeeping: published %s, whose owner died before renaming it", path.name)
+        if won and store.publish_winner(connection, config, job_id, token):
+            log.warning("housekeeping: published %s, whose run ended before its files were placed", path.name)
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed += 1

@@ -26,7 +26,7 @@ from redis import Redis
 from .. import endings, transitions
 from ..config import FarmConfig
 from ..models import ErrorKind
-from . import rendering
+from . import exchange, rendering
 
 log = logging.getLogger("farm.journal")
 
@@ -101,7 +101,7 @@ def pending(config: FarmConfig) -> bool:
         return False
 
 
-def replay(connection: Redis, config: FarmConfig) -> int:
+def replay(connection: Redis, config: FarmConfig, place: exchange.Place | None = None) -> int:
     """Apply every pending entry of this host; returns how many were applied. A RedisError stops
     the replay (the entries stay for the next try)."""
     done = 0
@@ -120,13 +120,13 @@ def replay(connection: Redis, config: FarmConfig) -> int:
                 log.error("journal: unreadable entry %s (%s); set aside", path.name, exc)
                 path.rename(path.with_suffix(".bad"))
                 continue
-            apply(connection, config, entry)
+            apply(connection, config, entry, place or exchange.Place(local=True))
             path.unlink()
             done += 1
     return done
 
 
-def apply(connection: Redis, config: FarmConfig, entry: Entry) -> bool:
+def apply(connection: Redis, config: FarmConfig, entry: Entry, place: exchange.Place) -> bool:
     """Record one ending (fenced on its run's token); True when it was this entry that landed."""
     run = entry.run
     wip = transitions.wip_cleanup(connection, run.job_id, run.priority)
@@ -139,23 +139,22 @@ def apply(connection: Redis, config: FarmConfig, entry: Entry) -> bool:
     if entry.outcome == "finished":
         result = entry.result or {"outputs": []}
         won = endings.finish(connection, config, run, result, extra)
-        staging = rendering.staging_dir(config, run.job_id, run.token)
         if won:
-            rendering.publish(config, run.job_id, staging, result)
+            exchange.publish(config, place, run.job_id, run.token, result)
         else:
-            rendering.discard(config, run.job_id, run.token)
+            exchange.discard(config, place, run.job_id, run.token)
     elif entry.outcome == "failed":
         won = (
             endings.fail(connection, config, run, entry.kind or ErrorKind.UNKNOWN, entry.error, extra)
             is not None
         )
-        rendering.discard(config, run.job_id, run.token)
+        exchange.discard(config, place, run.job_id, run.token)
     elif entry.outcome == "canceled":
         won = endings.cancel(connection, config, run, entry.error or "canceled while running", extra)
-        rendering.discard(config, run.job_id, run.token)
+        exchange.discard(config, place, run.job_id, run.token)
     else:
         won = endings.requeue(connection, config, run, extra)
-        rendering.discard(config, run.job_id, run.token)
+        exchange.discard(config, place, run.job_id, run.token)
     log.warning(
         "journal: %s of %s %s",
         entry.outcome,

@@ -27,7 +27,7 @@ from rq.utils import now as rq_now
 
 from .. import endings, keys
 from ..models import ErrorKind
-from . import horse, journal, lease, rendering
+from . import exchange, horse, journal, lease, rendering
 
 if TYPE_CHECKING:
     from .worker import FarmWorker
@@ -73,7 +73,7 @@ def watch(worker: FarmWorker, job: Job, queue: Queue, execution: Execution) -> N
     stopped = worker._stopped_job_id == job.id
     worker._stopped_job_id = None
     if not ended_by_horse:
-        rendering.discard(worker.config, run.job_id, run.token)  # a killed attempt's files
+        exchange.discard(worker.config, rendering.place(), run.job_id, run.token)  # a killed attempt's files
     try:
         end_run(worker, run, reason, status, stopped, timeout, worker._bookkeeping(job, execution, ok=False))
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:

@@ -15,6 +15,7 @@ rename) *after* the run's end is recorded, so only the attempt whose end won is 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -33,14 +34,14 @@ from rq import get_current_job
 
 from .. import keys, transitions
 from ..config import FarmConfig
+from ..files import store
 from ..models import ErrorKind
 from ..render import Registry, RendererEnv, RenderError, format_validation_error, renderer_env
-from . import lease
+from . import exchange, lease
 
 LOG_TAIL_LINES = 200
 FLUSH_EVERY = 0.2  # seconds between writes of a running job's progress and log, and cancel checks
 LEASE_SAFETY = 0.1  # seconds the local lease deadline keeps before the one the server computed
-PARTIAL = ".partial"  # output_dir/.partial/<job>.<token>: one attempt's staging directory
 
 
 @dataclass
@@ -49,26 +50,35 @@ class _Installed:
     registry: Registry
     connection: Redis
     cell: lease.LeaseCell
+    place: exchange.Place = exchange.Place(local=True)  # this box and the farm's store
     attempt: int = 1  # of the job about to be forked; set by the worker
     job_type: str | None = None
     token: str = ""  # the run's dispatch token: the horse's writes are fenced on it
+    files: tuple[dict[str, Any], ...] = ()  # the job's uploaded inputs
 
 
 _installed: _Installed | None = None
 
 
-def configure(config: FarmConfig, registry: Registry, connection: Redis, cell: lease.LeaseCell) -> None:
+def configure(
+    config: FarmConfig, registry: Registry, connection: Redis, cell: lease.LeaseCell, place: exchange.Place
+) -> None:
     """Called by the worker before it forks work horses."""
     global _installed
-    _installed = _Installed(config, registry, connection, cell)
+    _installed = _Installed(config, registry, connection, cell, place)
 
 
-def set_job(attempt: int, job_type: str | None, token: str) -> None:
+def set_job(attempt: int, job_type: str | None, token: str, files: tuple[dict[str, Any], ...] = ()) -> None:
     """Facts about the job the worker is about to fork for (the horse reads them)."""
     if _installed is not None:
         _installed.attempt = attempt
         _installed.job_type = job_type
         _installed.token = token
+        _installed.files = files
+
+
+def place() -> exchange.Place:
+    return _installed.place if _installed is not None else exchange.Place(local=True)
 
 
 class HorseContext:
@@ -216,54 +226,33 @@ def horse_loop(parent_pid: int, job_id: str) -> None:
                 next_renewal = now  # try again on the next tick; the guards watch the deadline
 
 
-def staging_dir(config: FarmConfig, job_id: str, token: str) -> Path:
-    return config.output_dir / PARTIAL / f"{job_id}.{token}"
-
-
-def final_dir(config: FarmConfig, job_id: str) -> Path:
-    return config.output_dir / job_id
-
-
 def check_outputs(
-    config: FarmConfig, job_id: str, staging: Path, result: dict[str, Any], token: str = ""
+    config: FarmConfig,
+    job_id: str,
+    staging: Path,
+    result: dict[str, Any],
+    token: str = "",
+    *,
+    local: bool = True,
 ) -> dict[str, Any]:
-    """The result as it will read once published: output paths under ``output_dir/<job_id>/``
-    (or ``<job_id>.<token>/`` when that name is taken by an older job's outputs, which are never
-    touched). Checks the files the renderer listed are in its staging dir; moves nothing yet."""
+    """The result as it will read once published: each output's name, size and sha256 in
+    ``files``, and its path under the store (``store.publish_target``; for a run on another box
+    the store fills that in when it publishes). Checks the files the renderer listed are in its
+    staging dir; moves nothing yet."""
     outputs = result.get("outputs") or []
     if not isinstance(outputs, list) or not all(isinstance(name, str) for name in outputs):
         raise RenderError(ErrorKind.UNKNOWN, "renderer returned a malformed 'outputs' list")
     if not outputs:
         return {**result, "outputs": []}
-    final = final_dir(config, job_id)
-    if final.exists():  # e.g. an explicit job id reused after the old job expired
-        final = config.output_dir / f"{job_id}.{token[:12] or 'new'}"
     for name in outputs:
         if not (staging / name).resolve().is_relative_to(staging.resolve()) or not (staging / name).is_file():
             raise RenderError(ErrorKind.UNKNOWN, f"renderer listed a missing output {name!r}")
-    sizes = {name: (staging / name).stat().st_size for name in outputs}
-    return {
-        **result,
-        "outputs": [str(final / name) for name in outputs],
-        "output_dir": str(final),
-        "sizes": sizes,
-    }
-
-
-def publish(config: FarmConfig, job_id: str, staging: Path, result: dict[str, Any]) -> None:
-    """Move a winning attempt's staging dir to the result's ``output_dir`` in one rename. Called
-    only after the run's end was recorded with its token. Existing outputs are never replaced."""
-    if not staging.exists():
-        return
-    target = Path(str(result.get("output_dir") or ""))
-    if not result.get("outputs") or not target.is_relative_to(config.output_dir) or target.exists():
-        shutil.rmtree(staging, ignore_errors=True)
-        return
-    os.replace(staging, target)
-
-
-def discard(config: FarmConfig, job_id: str, token: str) -> None:
-    shutil.rmtree(staging_dir(config, job_id, token), ignore_errors=True)
+    files = store.describe(staging, outputs)
+    described = {**result, "files": files, "sizes": {f["name"]: f["size"] for f in files}}
+    if not local:
+        return {**described, "outputs": list(outputs), "output_dir": None}
+    final = store.publish_target(config, job_id, token)
+    return {**described, "outputs": [str(final / name) for name in outputs], "output_dir": str(final)}
 
 
 def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -285,13 +274,17 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
         raise RenderError(
             ErrorKind.INVALID_INPUT, format_validation_error(f"{renderer} params", exc)
         ) from None
-    staging = staging_dir(config, job.id, _installed.token)
+    staging = store.staging_dir(config, job.id, _installed.token)
     timeout = job.timeout or config.renderer_timeout(renderer)
+    env = renderer_env(config)
+    uploads = exchange.inputs_dir(config, _installed.place, job.id, _installed.token, _installed.files)
+    if uploads is not None:  # relative paths resolve against the job's own files first
+        env = dataclasses.replace(env, input_roots=(uploads, *env.input_roots))
     global _context
     ctx = HorseContext(
         job_id=job.id,
         staging=staging,
-        env=renderer_env(config),
+        env=env,
         deadline=time.monotonic() + float(timeout),
         connection=connection,
         attempt=_installed.attempt,
@@ -305,10 +298,12 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
             raise RenderError(
                 ErrorKind.UNKNOWN, f"renderer {renderer!r} returned {type(result).__name__}, not a dict"
             )
-        return check_outputs(config, job.id, staging, result, _installed.token)
+        return check_outputs(config, job.id, staging, result, _installed.token, local=_installed.place.local)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         _context = None
         _closing_lines.extend(ctx.close())
+        if not _installed.place.local:
+            exchange.forget_inputs(config, job.id, _installed.token)

@@ -46,7 +46,7 @@ from ..render import Registry
 from ..rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
 from ..scripts import Taken, scripts_for
 from ..timeutil import local_minute_of_day, rq_time
-from . import horse, housekeeping, journal, lease, monitor, rendering
+from . import exchange, horse, housekeeping, journal, lease, monitor, rendering
 
 log = logging.getLogger("farm.worker")
 
@@ -107,7 +107,8 @@ class FarmWorker(Worker):
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         self._wait_for_redis()
         super().bootstrap(*args, **kwargs)
-        rendering.configure(self.config, self.registry, self.connection, self._lease)
+        self.place = exchange.locate(self.config, self.connection)
+        rendering.configure(self.config, self.registry, self.connection, self._lease, self.place)
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         self.farm_heartbeat(force=True)
 
@@ -274,7 +275,7 @@ class FarmWorker(Worker):
                 if self._stop_requested:
                     return None
                 if journal.pending(self.config):  # endings kept while Redis was away go first
-                    journal.replay(self.connection, self.config)
+                    journal.replay(self.connection, self.config, self.place)
                 sent = time.monotonic()
                 outcome = self.scripts.dispatch(
                     worker=self.name,
@@ -347,7 +348,7 @@ class FarmWorker(Worker):
             return None
         self._raw = raw
         self._run = endings.Run.from_record(record)
-        rendering.set_job(self._run.attempt, record.job_type, self._run.token)
+        rendering.set_job(self._run.attempt, record.job_type, self._run.token, record.files)
         return job, FarmQueue(
             queue_name if queue_name in QUEUE_NAMES else "medium", connection=self.connection
         )

@@ -1,0 +1,97 @@
+"""The farm-wide commands: caps, pause, resume, stats, doctor, supervisor-config, token."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import InvalidJobError
+from .group import Context, as_json_text, cli, pass_ctx
+
+# -- farm-wide ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--total", type=int, default=None, help="farm-wide cap")
+@click.option("--set", "sets", multiple=True, help="NAME=N per-renderer cap (NAME= removes it)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def caps(obj: Context, total: int | None, sets: tuple[str, ...], as_json: bool) -> None:
+    """Show or change caps (live, farm-wide)."""
+    from .views import caps_text
+
+    renderers: dict[str, int | None] = {}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise InvalidJobError(f"--set takes NAME=N, got {item!r}")
+        try:
+            renderers[name] = int(value) if value else None
+        except ValueError:
+            raise InvalidJobError(f"--set {name}: {value!r} is not an integer") from None
+    farm = obj.farm()
+    result = (
+        farm.set_caps(total=total, renderers=renderers or None)
+        if total is not None or renderers
+        else farm.caps()
+    )
+    click.echo(as_json_text(result.model_dump(mode="json")) if as_json else caps_text(result))
+
+
+@cli.command()
+@click.argument("priority", type=click.Choice(["high", "medium", "low"]))
+@pass_ctx
+def pause(obj: Context, priority: str) -> None:
+    """Stop starting jobs from one queue (running jobs continue)."""
+    obj.farm().pause(priority)
+    click.echo(f"{priority} paused")
+
+
+@cli.command()
+@click.argument("priority", type=click.Choice(["high", "medium", "low"]))
+@pass_ctx
+def resume(obj: Context, priority: str) -> None:
+    """Start dispatching from a paused queue again."""
+    obj.farm().resume(priority)
+    click.echo(f"{priority} resumed")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def stats(obj: Context, as_json: bool) -> None:
+    """Counts, caps, workers and throughput."""
+    from .views import stats_text
+
+    result = obj.farm().stats()
+    click.echo(as_json_text(result.model_dump(mode="json")) if as_json else stats_text(result))
+
+
+@cli.command()
+@pass_ctx
+def doctor(obj: Context) -> None:
+    """Check Redis, workers, the scheduler and each renderer's tools."""
+    from .doctor import run_doctor
+
+    sys.exit(run_doctor(obj.config))
+
+
+@cli.command(name="supervisor-config")
+@click.option("--workers", "-n", type=click.IntRange(1, 256), default=None)
+@pass_ctx
+def supervisor_config(obj: Context, workers: int | None) -> None:
+    """Print a supervisor config for Redis, the scheduler and workers on this host."""
+    from .supervisor import render_supervisor_config
+
+    click.echo(render_supervisor_config(obj.config, workers or obj.config.worker.processes))
+
+
+@cli.command()
+@pass_ctx
+def token(obj: Context) -> None:
+    """Print the farm token (created on first use) for teammates and other boxes: they set it
+    as $FARM_TOKEN to upload files and fetch outputs."""
+    from ..files.token import read_token
+
+    click.echo(read_token(obj.config, create=True))

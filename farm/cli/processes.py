@@ -1,0 +1,92 @@
+"""The commands that run the farm's processes: worker, scheduler, redis, serve, up, tui."""
+
+from __future__ import annotations
+
+import click
+
+from .group import Context, cli, pass_ctx
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--processes", "-n", type=click.IntRange(1, 256), default=None, help="worker processes")
+@click.option("--name", default=None, help="worker name (a prefix when --processes > 1)")
+@click.option("--burst", is_flag=True, help="quit when there is nothing left to do")
+@pass_ctx
+def worker(obj: Context, processes: int | None, name: str | None, burst: bool) -> None:
+    """Run workers serving high, medium, low (in that order)."""
+    from .. import caps, policy
+    from ..connection import connect_redis
+    from ..worker.pool import FarmWorkerPool
+    from ..worker.worker import FarmWorker
+
+    url = obj.config.redis_url()
+    connection = connect_redis(url, obj.config)
+    caps.seed(connection, obj.config)
+    policy.publish(connection, obj.config, only_if_absent=True)  # the render host's wins once it runs
+    config = policy.apply(obj.config, policy.read(connection), submit_side=False)
+    count = processes or config.worker.processes
+    if count == 1:
+        FarmWorker(connection=connection, config=config, name=name).work(burst=burst, logging_level="INFO")
+    else:
+        FarmWorkerPool(url, connection, config, count, name_prefix=name).start(
+            burst=burst, logging_level="INFO"
+        )
+
+
+@cli.command()
+@pass_ctx
+def scheduler(obj: Context) -> None:
+    """Run rq-scheduler (delayed retries) and the sweep."""
+    from .. import policy
+    from ..connection import connect_redis
+    from ..scheduler.loop import SchedulerLoop
+
+    connection = connect_redis(obj.config.redis_url(), obj.config)
+    policy.publish(connection, obj.config)  # the scheduler runs on the render host: its config is the farm's
+    loop = SchedulerLoop(connection, obj.config)
+    loop.install_signal_handlers()
+    loop.run()
+
+
+@cli.command()
+@pass_ctx
+def redis(obj: Context) -> None:
+    """Run the embedded Redis in the foreground (for supervisor)."""
+    from .embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(obj.config)
+    click.echo(f"embedded Redis on {server.url}", err=True)
+    server.exec_foreground()
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="port (default [serve] port, 8642)")
+@pass_ctx
+def serve(obj: Context, port: int | None) -> None:
+    """Serve the farm's store over HTTP: uploaded inputs, every box's outputs, signed downloads."""
+    from ..serve.server import run_server
+
+    run_server(obj.config, port=port)
+
+
+@cli.command()
+@click.option("--workers", "-n", type=click.IntRange(1, 256), default=None, help="worker processes")
+@click.option("--demo", is_flag=True, help="keep a trickle of demo jobs flowing")
+@click.option("--no-tui", is_flag=True, help="run headless (Ctrl-C stops everything)")
+@pass_ctx
+def up(obj: Context, workers: int | None, demo: bool, no_tui: bool) -> None:
+    """All-in-one: Redis (if none is configured), scheduler, workers, and the TUI."""
+    from .up import run_up
+
+    run_up(obj.config, workers=workers or obj.config.worker.processes, demo=demo, tui=not no_tui)
+
+
+@cli.command()
+@pass_ctx
+def tui(obj: Context) -> None:
+    """Attach the terminal UI to a running farm."""
+    from .up import load_ui
+
+    load_ui()(obj.config, None)
