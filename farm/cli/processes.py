@@ -90,3 +90,13 @@ def tui(obj: Context) -> None:
     from .up import load_ui
 
     load_ui()(obj.config, None)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="port (default [web] port)")
+@pass_ctx
+def web(obj: Context, port: int | None) -> None:
+    """The terminal UI in a browser (loopback unless configured; the farm token elsewhere)."""
+    from .up import load_ui
+
+    load_ui("web")(obj.config, port)

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .. import caps, keys, policy
 from ..config import ANY_ADDRESS, REDIS_URL_ENV, FarmConfig
@@ -254,16 +255,16 @@ def run_up(
         print("farm up: stopped.", flush=True)
 
 
-def load_ui() -> Callable[[FarmConfig, str | None], None]:
-    """The terminal UI's entry point. The UI is a plugin (entry point group ``farm.ui``, name
-    ``tui``, registered by this distribution for ``app.app:run_tui``), so ``farm/`` depends on no
-    UI code and importing the teammate API never loads Textual."""
+def load_ui(name: str = "tui") -> Callable[[FarmConfig, Any], None]:
+    """A UI's entry point. The UI is a plugin (entry point group ``farm.ui``: ``tui`` is
+    ``app.app:run_tui``, ``web`` is ``app.web:run_web``, registered by this distribution), so
+    ``farm/`` depends on no UI code and importing the teammate API never loads Textual."""
     from importlib.metadata import entry_points
 
-    for entry in entry_points(group="farm.ui", name="tui"):
-        ui: Callable[[FarmConfig, str | None], None] = entry.load()
+    for entry in entry_points(group="farm.ui", name=name):
+        ui: Callable[[FarmConfig, Any], None] = entry.load()
         return ui
-    raise FarmError("the terminal UI is not installed (no 'farm.ui' entry point): reinstall farm")
+    raise FarmError(f"the {name} UI is not installed (no 'farm.ui' entry point {name!r}): reinstall farm")
 
 
 def _wait_for_interrupt() -> None:
