@@ -160,19 +160,25 @@ def send_outputs(
     """Send a run's outputs to the store's staging for that run (fenced there on the run)."""
     for item in files:
         name = file_name(item.get("name"))
-        response = http.put(
-            base.rstrip("/") + quoted("outputs", job_id, run_token, name),
-            content=_chunks(staging / name),
-            headers={**_auth(token), "X-Farm-Sha256": str(item.get("sha256") or "")},
-        )
+        try:
+            response = http.put(
+                base.rstrip("/") + quoted("outputs", job_id, run_token, name),
+                content=_chunks(staging / name),
+                headers={**_auth(token), "X-Farm-Sha256": str(item.get("sha256") or "")},
+            )
+        except httpx.HTTPError as exc:
+            raise TransferError(f"send output {name}: farm serve unreachable at {base}: {exc}") from None
         _check(response, f"send output {name}")
 
 
 def commit_outputs(http: httpx.Client, base: str, token: str, job_id: str, run_token: str) -> None:
-    _check(
-        http.post(base.rstrip("/") + quoted("outputs", job_id, run_token, "commit"), headers=_auth(token)),
-        "publish outputs",
-    )
+    try:
+        response = http.post(
+            base.rstrip("/") + quoted("outputs", job_id, run_token, "commit"), headers=_auth(token)
+        )
+    except httpx.HTTPError as exc:
+        raise TransferError(f"publish outputs: farm serve unreachable at {base}: {exc}") from None
+    _check(response, "publish outputs")
 
 
 def discard_outputs(http: httpx.Client, base: str, token: str, job_id: str, run_token: str) -> None:
