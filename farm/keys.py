@@ -11,6 +11,7 @@ RQ_QUEUE = "rq:queue:"  # + priority name
 RQ_JOB = "rq:job:"  # + job id
 RQ_QUEUES_SET = "rq:queues"
 RQ_SCHEDULED = "rq:scheduler:scheduled_jobs"  # rq-scheduler's zset of job id -> unix time
+RQ_SCHEDULED_REGISTRY = "rq:scheduled:"  # + priority: RQ's ScheduledJobRegistry (job id -> time)
 RQ_FAILED = "rq:failed:"  # + priority: RQ's failed registry (job id -> expiry)
 
 PREFIX = "farm:"
@@ -85,6 +86,11 @@ def job(job_id: str) -> str:
 
 def owner(job_id: str) -> str:
     return OWNER + job_id
+
+
+def rq_scheduled_registry(priority: str) -> str:
+    """RQ's ScheduledJobRegistry of a queue (a mirror of the farm's retry schedule)."""
+    return f"{RQ_SCHEDULED_REGISTRY}{priority}"
 
 
 def scheduled(priority: str) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from rq.results import Result
+from rq.serializers import JSONSerializer
 
 from . import keys
 from .models import PRIORITY_ORDER, Attempt, ErrorKind, JobStatus, Priority
@@ -143,6 +145,23 @@ def _terminal(
     pipe.expire(keys.log(job_id), ttl)
 
 
+class _ResultOf:
+    """What RQ's ``Result.create`` reads of a job: its id, connection and serializer."""
+
+    serializer = JSONSerializer
+
+    def __init__(self, job_id: str, pipe: Pipeline) -> None:
+        self.id = job_id
+        self.connection = pipe
+
+
+def rq_result(pipe: Pipeline, job_id: str, ttl: int, *, value: Any = None, error: str | None = None) -> None:
+    """RQ's own record of how the job ended (``rq:results:<id>``), so ``Job.return_value()``,
+    ``Job.exc_info``, ``rq info`` and rq-dashboard see the farm's results and errors."""
+    kind = Result.Type.SUCCESSFUL if error is None else Result.Type.FAILED
+    Result.create(_ResultOf(job_id, pipe), kind, ttl, return_value=value, exc_string=error, pipeline=pipe)
+
+
 def write_finished(
     pipe: Pipeline, job_id: str, priority: str, ttl: int, result: dict[str, Any], history: str
 ) -> None:
@@ -161,6 +180,7 @@ def write_finished(
         },
     )
     pipe.hdel(keys.job(job_id), keys.F_ERROR, keys.F_ERROR_KIND)
+    rq_result(pipe, job_id, ttl, value=result)
 
 
 def write_failed(
@@ -179,6 +199,7 @@ def write_failed(
             keys.F_HISTORY: history,
         },
     )
+    rq_result(pipe, job_id, ttl, error=f"{kind.value}: {trim_error(error)}")
 
 
 def write_canceled(
@@ -209,6 +230,9 @@ def write_scheduled(
     pipe.persist(job_key)
     # rq-scheduler keeps whole seconds; round up so the retry never runs early.
     pipe.zadd(keys.RQ_SCHEDULED, {job_id: math.ceil(retry_at)})
+    # Mirrored in RQ's ScheduledJobRegistry so `rq info` and rq-dashboard show waiting retries
+    # (farm workers run no RQ scheduler; rq-scheduler and the farm's loop move the job).
+    pipe.zadd(keys.rq_scheduled_registry(priority), {job_id: math.ceil(retry_at)})
     pipe.zadd(keys.scheduled(priority), {job_id: retry_at})
 
 
@@ -262,6 +286,7 @@ def remove_from_waiting(pipe: Pipeline, job_id: str, priority: str, renderer: st
     pipe.zrem(keys.held(renderer), job_id)
     pipe.zrem(keys.RQ_SCHEDULED, job_id)
     pipe.zrem(keys.scheduled(priority), job_id)
+    pipe.zrem(keys.rq_scheduled_registry(priority), job_id)
 
 
 def remove_from_ended(pipe: Pipeline, job_id: str, priority: str) -> None:

@@ -51,6 +51,7 @@ def promote(connection: Redis, job_id: str, failed_ttl: int = 7 * 86_400) -> boo
                 pipe.multi()
                 pipe.zrem(keys.RQ_SCHEDULED, job_id)
                 pipe.zrem(keys.scheduled(priority), job_id)
+                pipe.zrem(keys.rq_scheduled_registry(priority), job_id)
                 if not record.exists or record.rq_status != "scheduled":
                     pipe.execute()  # canceled or expired meanwhile: just drop the schedule entry
                     return False

@@ -35,6 +35,7 @@ from rq.executions import Execution, cleanup_execution
 from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from rq.suspension import is_suspended
 from rq.utils import now as rq_now
 from rq.worker import Worker, WorkerStatus
 
@@ -97,6 +98,8 @@ class FarmWorker(Worker):
         self._force_requeue = False
         self._last_farm_heartbeat = 0.0
         self._suspension_checked = 0.0
+        self._suspension_read = 0.0
+        self._is_suspended = False
         self._lease = lease.LeaseCell()  # shared with the horses this worker forks
         self._dispatched_at = 0.0  # monotonic time the current run's dispatch was sent
         self._housekept = 0.0
@@ -187,6 +190,18 @@ class FarmWorker(Worker):
             return  # unchanged: skip the write (RQ sets IDLE both after a job and before dequeueing)
         super().set_state(state, pipeline)
 
+    def _suspended(self) -> bool:
+        """Is the farm suspended (``rq suspend``)? Read at most once a second."""
+        now = time.monotonic()
+        if now - self._suspension_read >= 1.0:
+            self._suspension_read = now
+            was, self._is_suspended = self._is_suspended, bool(is_suspended(self.connection))
+            if self._is_suspended != was:
+                log.warning(
+                    "worker %s: %s", self.name, "suspended (rq suspend)" if self._is_suspended else "resumed"
+                )
+        return self._is_suspended
+
     def check_for_suspension(self, burst: bool) -> None:
         """RQ checks `rq suspend` before every job; once a second is plenty."""
         now = time.monotonic()
@@ -276,6 +291,9 @@ class FarmWorker(Worker):
                     return None
                 if journal.pending(self.config):  # endings kept while Redis was away go first
                     journal.replay(self.connection, self.config, self.place)
+                if self._suspended():  # `rq suspend`: take nothing new until `rq resume`
+                    time.sleep(IDLE_WAIT)
+                    continue
                 sent = time.monotonic()
                 outcome = self.scripts.dispatch(
                     worker=self.name,
@@ -375,9 +393,10 @@ class FarmWorker(Worker):
     def prepare_execution(self, job: Job) -> Execution:
         run = self._run
         with self.connection.pipeline() as pipe:
-            execution = Execution.create(
-                job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name
-            )
+            # No worker name: RQ then leaves the execution out of the worker's own index, which
+            # RQ's tools read back with the pickle serializer (rq-dashboard's workers view failed
+            # on the farm's JSON jobs). The started registry still lists the execution.
+            execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name="")
             self.executions[execution.id] = execution
             self.set_state(WorkerStatus.BUSY, pipeline=pipe)
             if run is not None:
