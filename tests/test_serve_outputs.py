@@ -15,6 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from redis import Redis
+from rq.job import Job
+from rq.results import Result
+from rq.serializers import JSONSerializer
 
 from farm import keys
 from farm.client import Farm
@@ -129,6 +132,8 @@ def test_the_winning_commit_publishes_and_rewrites_the_result(
         k: v for k, v in recorded.items() if k not in ("output_dir", "outputs")
     }
     assert connection.hget(keys.job(job_id), keys.F_NAME) == b"intro"
+    rq_record = Result.fetch_latest(Job(job_id, connection=connection), serializer=JSONSerializer)
+    assert rq_record is not None and rq_record.return_value == result  # RQ's tools see it too
     assert connection.hget(keys.job(job_id), keys.F_ENDED_BY) == run.encode()
 
     listed = {item.name: item for item in farm.outputs(job_id)}

@@ -24,6 +24,7 @@ from ..config import FarmConfig
 from ..errors import InvalidJobError
 from ..files import store
 from ..records import read_job, safe_json
+from ..transitions import rq_result
 
 log = logging.getLogger("farm.serve")
 
@@ -166,8 +167,8 @@ def _target(config: FarmConfig, job_id: str, run_token: str, result: dict[str, A
 def _rewrite_result(
     connection: Redis, job_id: str, run_token: str, output_dir: str, outputs: list[str]
 ) -> bool:
-    """Point the job's result at the published files (every other field kept), unless the job
-    changed hands meanwhile (WATCH/MULTI on the job's hash)."""
+    """Point the job's result at the published files (every other field kept), in its hash and in
+    RQ's result record, unless the job changed hands meanwhile (WATCH/MULTI on the job's hash)."""
     key = keys.job(job_id)
     with connection.pipeline() as pipe:
         for _ in range(20):
@@ -184,8 +185,10 @@ def _rewrite_result(
                 if not isinstance(result, dict):
                     result = {}
                 result.update(output_dir=output_dir, outputs=outputs)
+                ttl = pipe.ttl(key)
                 pipe.multi()
                 pipe.hset(key, keys.F_RESULT, json.dumps(result))
+                rq_result(pipe, job_id, ttl if ttl > 0 else -1, value=result)  # Job.return_value() too
                 pipe.execute()
                 return True
             except WatchError:
