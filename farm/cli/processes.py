@@ -10,8 +10,16 @@ from .group import Context, cli, pass_ctx
 
 
 @cli.command()
-@click.option("--processes", "-n", type=click.IntRange(1, 256), default=None, help="worker processes")
-@click.option("--name", default=None, help="worker name (a prefix when --processes > 1)")
+@click.option(
+    "--workers",
+    "--processes",
+    "-n",
+    "processes",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="worker processes (default [worker] processes; --processes is the old name)",
+)
+@click.option("--name", default=None, help="worker name (a prefix when --workers > 1)")
 @click.option("--burst", is_flag=True, help="quit when there is nothing left to do")
 @pass_ctx
 def worker(obj: Context, processes: int | None, name: str | None, burst: bool) -> None:

@@ -1,10 +1,15 @@
-"""``farm worker --processes N``: RQ's WorkerPool (forks N workers, respawns dead ones) running
-FarmWorkers, each with its own Redis connection."""
+"""``farm worker --workers N``: RQ's WorkerPool (forks N workers, respawns dead ones) running
+FarmWorkers, each with its own Redis connection. Workers die with their pool: each asks the kernel
+for SIGTERM when the pool dies (a SIGKILLed pool leaves no orphan taking jobs)."""
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
+import signal
 import socket
+import sys
 from multiprocessing import get_context
 from typing import Any
 
@@ -16,6 +21,24 @@ from ..config import FarmConfig
 from ..connection import connect_redis
 from ..rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
 from .worker import FarmWorker
+
+log = logging.getLogger("farm.worker")
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux's
+    ``PR_SET_PDEATHSIG``). Returns False when the parent is already gone (it died between the fork
+    and this call, so the signal will never come): the caller must then exit by itself."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+                log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+        except (OSError, AttributeError) as exc:
+            log.warning("prctl unavailable: %s", exc)
+    return os.getppid() == parent_pid
 
 
 class FarmWorkerPool(WorkerPool):
@@ -50,13 +73,18 @@ class FarmWorkerPool(WorkerPool):
         worker_name = f"{self.name_prefix}.{self._counter}"
         return get_context("fork").Process(
             target=run_worker,
-            args=(self.url, self.config, worker_name, burst, logging_level),
+            args=(self.url, self.config, worker_name, burst, logging_level, os.getpid()),
             name=f"farm worker {worker_name}",
         )
 
 
-def run_worker(url: str, config: FarmConfig, name: str, burst: bool, logging_level: str = "INFO") -> None:
-    """Entry point of one pooled worker process."""
+def run_worker(
+    url: str, config: FarmConfig, name: str, burst: bool, logging_level: str = "INFO", pool_pid: int = 0
+) -> None:
+    """Entry point of one pooled worker process. If the pool dies (even by SIGKILL) the worker
+    gets SIGTERM: a warm shutdown, so its running job finishes or is requeued, and recorded."""
+    if pool_pid and not die_with_parent(pool_pid):
+        return  # the pool died before this worker could ask to follow it
     try:
         connection = connect_redis(url, config)
         worker = FarmWorker(connection=connection, config=config, name=name)
