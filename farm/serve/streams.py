@@ -17,11 +17,13 @@ from typing import IO
 
 import anyio
 from anyio import to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from ..files.store import CHUNK
 
+WRITE_AHEAD = 2  # received chunks that may wait while the previous one is written
 DRAIN_LIMIT = 64 * 1024**2  # bytes of a refused body read and dropped so the client sees the answer
 INCOMING = ".incoming"  # temporary files, beside the dirs they are renamed into (one filesystem)
 
@@ -57,34 +59,66 @@ def _write(handle: IO[bytes], digest: hashlib._Hash, chunks: list[bytes]) -> Non
         handle.write(chunk)
 
 
+class _Writer:
+    """Writes and hashes batches of chunks in a worker thread while the next batch arrives."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.error: OSError | None = None
+
+    async def run(self, batches: MemoryObjectReceiveStream[list[bytes]]) -> None:
+        async with batches:
+            async for chunks in batches:
+                if self.error is None:  # after a failed write, keep taking batches so nobody waits
+                    try:
+                        await to_thread.run_sync(_write, self.handle, self.digest, chunks)
+                    except OSError as exc:
+                        self.error = exc
+
+
 async def receive(request: Request, incoming: Path, limit: int, too_large: str) -> Received:
     """Stream the body of ``request`` into a new file in ``incoming``; 413 with ``too_large`` past
-    ``limit`` bytes (nothing left behind). Disk writes and hashing run off the event loop, CHUNK
-    bytes at a time."""
+    ``limit`` bytes (nothing left behind). Writing and hashing run in a worker thread, CHUNK bytes
+    at a time, while the next chunk arrives; at most WRITE_AHEAD chunks wait, so memory stays
+    a few MB whatever the file's size."""
     await to_thread.run_sync(lambda: incoming.mkdir(parents=True, exist_ok=True))
     fd, name = tempfile.mkstemp(dir=incoming, prefix="in-")
     path = Path(name)
     handle = os.fdopen(fd, "wb", buffering=0)
-    digest = hashlib.sha256()
-    size = 0
-    pending: list[bytes] = []
-    pending_bytes = 0
-    kept = False
+    writer = _Writer(handle)
+    size, outcome, kept = 0, "whole", False
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                await drain(request)
-                raise HTTPException(413, too_large)
-            pending.append(chunk)
-            pending_bytes += len(chunk)
-            if pending_bytes >= CHUNK:
-                await to_thread.run_sync(_write, handle, digest, pending)
-                pending, pending_bytes = [], 0
-        if pending:
-            await to_thread.run_sync(_write, handle, digest, pending)
+        async with anyio.create_task_group() as group:
+            send, batches = anyio.create_memory_object_stream[list[bytes]](max_buffer_size=WRITE_AHEAD)
+            group.start_soon(writer.run, batches)
+            async with send:
+                pending: list[bytes] = []
+                pending_bytes = 0
+                try:
+                    async for chunk in request.stream():
+                        size += len(chunk)
+                        if size > limit:
+                            outcome = "too large"
+                            break
+                        pending.append(chunk)
+                        pending_bytes += len(chunk)
+                        if pending_bytes >= CHUNK:
+                            await send.send(pending)
+                            pending, pending_bytes = [], 0
+                except ClientDisconnect:
+                    outcome = "gone"
+                if pending and outcome == "whole":
+                    await send.send(pending)
+        if outcome == "too large":
+            await drain(request)
+            raise HTTPException(413, too_large)
+        if outcome == "gone":
+            raise HTTPException(400, "the client went away before the end of the file")
+        if writer.error is not None:
+            raise HTTPException(507, f"the store cannot write the file: {writer.error.strerror}")
         kept = True
-        return Received(path, size, digest.hexdigest())
+        return Received(path, size, writer.digest.hexdigest())
     finally:
         handle.close()
         if not kept:
