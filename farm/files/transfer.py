@@ -21,6 +21,7 @@ downloads resume from a ``.part`` file with ``Range``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -62,6 +63,11 @@ def _chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
             yield chunk
+
+
+def _body_headers(path: Path, sha256: str) -> dict[str, str]:
+    # A declared length spares chunked framing, and lets farm serve refuse an oversized body early.
+    return {"X-Farm-Sha256": sha256, "Content-Length": str(path.stat().st_size)}
 
 
 def _check(response: httpx.Response, what: str) -> None:
@@ -114,7 +120,7 @@ def upload(
             response = http.put(
                 base.rstrip("/") + quoted("uploads", job_id, name),
                 content=_chunks(path),
-                headers={**_auth(token), "X-Farm-Sha256": digest},
+                headers={**_auth(token), **_body_headers(path, digest)},
             )
         except httpx.HTTPError as exc:
             raise FarmUnavailableError(f"upload {name}: farm serve unreachable at {base}: {exc}") from None
@@ -164,7 +170,7 @@ def send_outputs(
             response = http.put(
                 base.rstrip("/") + quoted("outputs", job_id, run_token, name),
                 content=_chunks(staging / name),
-                headers={**_auth(token), "X-Farm-Sha256": str(item.get("sha256") or "")},
+                headers={**_auth(token), **_body_headers(staging / name, str(item.get("sha256") or ""))},
             )
         except httpx.HTTPError as exc:
             raise TransferError(f"send output {name}: farm serve unreachable at {base}: {exc}") from None
@@ -192,30 +198,45 @@ def discard_outputs(http: httpx.Client, base: str, token: str, job_id: str, run_
 def _download(
     http: httpx.Client, url: str, target: Path, sha256: str, headers: dict[str, str] | None = None
 ) -> Path:
-    """Stream ``url`` to ``target`` through ``target.part``, resuming it with Range, and verify."""
+    """Stream ``url`` to ``target`` through ``target.part``, resuming it with Range, and verify
+    (hashing as it writes; a resumed ``.part`` is hashed first)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    wanted = {**(headers or {}), **({"Range": f"bytes={have}-"} if have else {})}
+    # Identity: the bytes on the wire are the file's, so they are written as they come (iter_raw).
+    wanted = {
+        **(headers or {}),
+        "Accept-Encoding": "identity",
+        **({"Range": f"bytes={have}-"} if have else {}),
+    }
+    digest = hashlib.sha256()
     try:
         with http.stream("GET", url, headers=wanted) as response:
             if response.status_code == 416:  # nothing left to fetch: the .part is whole
-                pass
+                _hash_into(digest, part)
             elif response.status_code not in (200, 206):
                 response.read()
                 _check(response, f"download {target.name}")
             else:
-                mode = "ab" if response.status_code == 206 else "wb"
-                with open(part, mode) as handle:
-                    for chunk in response.iter_bytes(CHUNK):
+                if response.status_code == 206:
+                    _hash_into(digest, part)
+                with open(part, "ab" if response.status_code == 206 else "wb") as handle:
+                    for chunk in response.iter_raw():
+                        digest.update(chunk)
                         handle.write(chunk)
     except httpx.HTTPError as exc:
         raise TransferError(f"download {target.name}: {exc} (run it again to resume)") from None
-    if sha256 and sha256_file(part) != sha256:
+    if sha256 and digest.hexdigest() != sha256:
         part.unlink(missing_ok=True)
         raise TransferError(f"download {target.name}: checksum mismatch (the partial file was removed)")
     os.replace(part, target)
     return target
+
+
+def _hash_into(digest: Any, path: Path) -> None:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
 
 
 def download(http: httpx.Client, url: str, target: Path, sha256: str) -> Path:
