@@ -127,4 +127,4 @@ def test_cancel_retry_caps_pause(farm: Farm, config, redis_url):
 def test_supervisor_config_mentions_every_program(config):
     out = farm_cli("supervisor-config", "--workers", "3")
     assert out.returncode == 0
-    assert "[program:farm-scheduler]" in out.stdout and "worker --processes 3" in out.stdout
+    assert "[program:farm-scheduler]" in out.stdout and "worker --workers 3" in out.stdout

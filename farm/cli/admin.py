@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -78,13 +79,30 @@ def doctor(obj: Context) -> None:
 
 
 @cli.command(name="supervisor-config")
-@click.option("--workers", "-n", type=click.IntRange(1, 256), default=None)
+@click.option(
+    "--workers",
+    "-n",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="worker processes (default [worker] processes)",
+)
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="the programs' working directory (default: the current one)",
+)
+@click.option("--user", default=None, help="the user the programs run as (default: you)")
 @pass_ctx
-def supervisor_config(obj: Context, workers: int | None) -> None:
-    """Print a supervisor config for Redis, the scheduler and workers on this host."""
+def supervisor_config(obj: Context, workers: int | None, directory: Path | None, user: str | None) -> None:
+    """Print a supervisor config for Redis, farm serve, the scheduler and workers on this host
+    (creates the log dir, which supervisord needs before it starts them)."""
     from .supervisor import render_supervisor_config
 
-    click.echo(render_supervisor_config(obj.config, workers or obj.config.worker.processes))
+    text = render_supervisor_config(
+        obj.config, workers or obj.config.worker.processes, directory=directory, user=user
+    )
+    click.echo(text, nl=False)
 
 
 @cli.command()

@@ -246,14 +246,36 @@ class EmbeddedRedis:
                 raise
             return True
 
-    def exec_foreground(self) -> None:
-        """Become the redis-server (for supervisor), unless one is already running."""
+    def spawn_foreground(self) -> subprocess.Popen[bytes]:
+        """Start the redis-server of ``farm redis`` (see ``redis_foreground``), unless one is
+        already running: its output goes to ours, it is in a session of its own, and it gets
+        SIGTERM when this process dies. Returns once it answers."""
+        from ..worker.pool import die_with_parent
+
+        parent = os.getpid()
+
+        def follow_parent() -> None:  # runs in the child between fork and exec
+            if not die_with_parent(parent):
+                os._exit(1)
+
         with self._lock():
             if self.alive():
                 raise FarmError(f"an embedded Redis is already running on {self.socket}")
             self._remove_stale()
             argv = self.argv()
-        os.execve(argv[0], argv, self._child_env())
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                env=self._child_env(),
+                start_new_session=True,
+                preexec_fn=follow_parent,
+            )
+            try:
+                self._wait_ready()
+            except FarmError:
+                self.stop()
+                raise
+        return self.process
 
     def _admin_opens(self) -> bool:
         """Whether the running server knows this data dir's admin secret, i.e. it was started

@@ -1,10 +1,44 @@
-"""The commands that run the farm's processes: worker, scheduler, redis, serve, up, tui."""
+"""The commands that run the farm's processes: worker, scheduler, redis, serve, up, tui, web.
+
+Started under supervisor or systemd, every program starts at once and the embedded Redis may take
+a few seconds to answer: the long-running ones wait for Redis (saying so) instead of exiting
+and being restarted in a loop."""
 
 from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
 
 import click
 
 from .group import Context, cli, pass_ctx
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+log = logging.getLogger("farm.cli")
+
+REDIS_WAIT_NOTE_EVERY = 30.0  # seconds between "still waiting for Redis" lines
+REDIS_WAIT_POLL = 0.5
+
+
+def connect_when_up(obj: Context, url: str) -> Redis:
+    """A client once Redis answers. A malformed URL is still an error at once."""
+    from ..connection import connect_redis
+    from ..errors import FarmUnavailableError
+
+    connect_redis(url, obj.config, check=False).close()  # a bad URL raises here
+    noted = -REDIS_WAIT_NOTE_EVERY
+    while True:
+        try:
+            return connect_redis(url, obj.config)
+        except FarmUnavailableError as exc:
+            if time.monotonic() - noted >= REDIS_WAIT_NOTE_EVERY:
+                noted = time.monotonic()
+                log.warning("waiting for Redis: %s", exc)
+            time.sleep(REDIS_WAIT_POLL)
+
 
 # -- processes ---------------------------------------------------------------------------------
 
@@ -25,12 +59,11 @@ from .group import Context, cli, pass_ctx
 def worker(obj: Context, processes: int | None, name: str | None, burst: bool) -> None:
     """Run workers serving high, medium, low (in that order)."""
     from .. import caps, policy
-    from ..connection import connect_redis
     from ..worker.pool import FarmWorkerPool
     from ..worker.worker import FarmWorker
 
     url = obj.config.redis_url()
-    connection = connect_redis(url, obj.config)
+    connection = connect_when_up(obj, url)
     caps.seed(connection, obj.config)
     policy.publish(connection, obj.config, only_if_absent=True)  # the render host's wins once it runs
     config = policy.apply(obj.config, policy.read(connection), submit_side=False)
@@ -48,10 +81,9 @@ def worker(obj: Context, processes: int | None, name: str | None, burst: bool) -
 def scheduler(obj: Context) -> None:
     """Run rq-scheduler (delayed retries) and the sweep."""
     from .. import policy
-    from ..connection import connect_redis
     from ..scheduler.loop import SchedulerLoop
 
-    connection = connect_redis(obj.config.redis_url(), obj.config)
+    connection = connect_when_up(obj, obj.config.redis_url())
     policy.publish(connection, obj.config)  # the scheduler runs on the render host: its config is the farm's
     loop = SchedulerLoop(connection, obj.config)
     loop.install_signal_handlers()
@@ -61,12 +93,13 @@ def scheduler(obj: Context) -> None:
 @cli.command()
 @pass_ctx
 def redis(obj: Context) -> None:
-    """Run the embedded Redis in the foreground (for supervisor)."""
-    from .embedded import EmbeddedRedis
+    """Run the embedded Redis in the foreground (for supervisor, systemd); on SIGTERM it waits
+    for this host's workers to drain, then stops Redis."""
+    import sys
 
-    server = EmbeddedRedis(obj.config)
-    click.echo(f"embedded Redis on {server.url}", err=True)
-    server.exec_foreground()
+    from .redis_foreground import run_foreground
+
+    sys.exit(run_foreground(obj.config))
 
 
 @cli.command()
@@ -76,6 +109,7 @@ def serve(obj: Context, port: int | None) -> None:
     """Serve the farm's store over HTTP: uploaded inputs, every box's outputs, signed downloads."""
     from ..serve.server import run_server
 
+    connect_when_up(obj, obj.config.redis_url()).close()
     run_server(obj.config, port=port)
 
 

@@ -161,14 +161,14 @@ class Children:
 
     def stop(self) -> None:
         self.stopping = True
-        if "workers" in self.procs:
-            self._signal("workers", signal.SIGTERM)
-            if not self._wait("workers", WORKER_GRACE):
-                self._signal("workers", signal.SIGTERM)  # second signal: requeue running jobs now
-                if not self._wait("workers", STOP_TIMEOUT):
+        if "worker" in self.procs:
+            self._signal("worker", signal.SIGTERM)
+            if not self._wait("worker", WORKER_GRACE):
+                self._signal("worker", signal.SIGTERM)  # second signal: requeue running jobs now
+                if not self._wait("worker", STOP_TIMEOUT):
                     log.warning("workers did not stop; killing them (the sweep will requeue their jobs)")
-                    self._kill_group("workers")
-        for name in [n for n in self.procs if n != "workers"]:
+                    self._kill_group("worker")
+        for name in [n for n in self.procs if n != "worker"]:
             self._signal(name, signal.SIGTERM)
             if not self._wait(name, STOP_TIMEOUT):
                 self._kill_group(name)
@@ -194,7 +194,7 @@ def start_farm(config: FarmConfig, workers: int) -> tuple[str, EmbeddedRedis | N
     children = Children(config, url)
     children.start("scheduler", "scheduler")
     children.start("serve", "serve")
-    children.start("workers", "worker", "--processes", str(workers))
+    children.start("worker", "worker", "--workers", str(workers))
     return url, embedded, children
 
 

@@ -1,0 +1,134 @@
+"""``farm redis``: the embedded Redis as a foreground program for supervisor and systemd, stopping
+after this host's workers.
+
+``redis-server`` runs as this process's child, in a session of its own (a signal sent to this
+program's process group does not reach it) and set to get SIGTERM if this process dies, even by
+SIGKILL (Redis then flushes its AOF and exits: no orphan server). On SIGTERM or SIGINT this
+process first lets this host's workers drain — ``supervisorctl stop all`` signals every program at
+once, Redis first — and only then stops Redis: while workers of this host that are shutting down
+are still registered, it waits (at most ``drain_limit`` seconds), so their running jobs finish or
+are requeued and recorded in Redis, not left to a journal or a takeover. A second signal stops
+Redis at once. If ``redis-server`` exits by itself, so does this process, with its status.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import click
+from redis import Redis
+from redis.exceptions import RedisError
+from rq.worker import Worker
+
+from ..config import FarmConfig
+from ..connection import no_retry
+from ..live.roster import list_workers
+from .embedded import EmbeddedRedis
+
+log = logging.getLogger("farm.redis")
+
+DRAIN_MARGIN = 20.0  # seconds past worker.shutdown_grace a drain may last (a requeue, an exit)
+REDIS_STOP_SECONDS = 15.0  # for redis-server to flush its AOF and exit after SIGTERM
+SETTLE = 2.0  # seconds in which the workers' own stop signals may still be on their way
+LINGER = 0.5  # after the last worker deregistered: its pub/sub goodbye and exit
+POLL = 0.2
+
+
+def drain_limit(config: FarmConfig) -> float:
+    """The longest ``farm redis`` waits for this host's workers on a stop; supervisor's
+    ``stopwaitsecs`` and systemd's ``TimeoutStopSec`` for it are this plus REDIS_STOP_SECONDS."""
+    return config.worker.shutdown_grace + DRAIN_MARGIN
+
+
+def local_workers(connection: Redis, config: FarmConfig, host: str) -> tuple[int, int]:
+    """(alive, stopping): this host's live workers, and how many of them are shutting down."""
+    alive = [w for w in list_workers(connection, config) if w.alive and w.host == host]
+    stopping = 0
+    if alive:
+        with connection.pipeline(transaction=False) as pipe:
+            for info in alive:
+                pipe.hexists(Worker.redis_worker_namespace_prefix + info.name, "shutdown_requested_date")
+            stopping = sum(bool(flag) for flag in pipe.execute())
+    return len(alive), stopping
+
+
+def drain(
+    connection: Redis,
+    config: FarmConfig,
+    *,
+    host: str | None = None,
+    limit: float | None = None,
+    settle: float = SETTLE,
+    forced: Callable[[], bool] = lambda: False,
+) -> str:
+    """Wait until no worker of this host is draining; returns why the wait ended. For ``settle``
+    seconds any live worker counts (its stop signal may not have arrived yet); after that only
+    workers shutting down do, so ``supervisorctl stop farm-redis`` alone waits ``settle``
+    seconds, not the whole grace."""
+    host = host or socket.gethostname()
+    limit = drain_limit(config) if limit is None else limit
+    started = time.monotonic()
+    announced = False
+    while True:
+        try:
+            alive, stopping = local_workers(connection, config, host)
+        except RedisError as exc:
+            return f"redis error ({exc})"
+        waiting = alive if time.monotonic() - started < settle else stopping
+        if not waiting:
+            if announced:
+                time.sleep(LINGER)
+            return "no worker draining" if not alive else "workers not stopping"
+        if forced():
+            return "second signal"
+        if time.monotonic() - started >= limit:
+            return f"gave up after {limit:g}s"
+        if not announced:
+            log.info(
+                "farm redis: waiting for %d worker(s) of %s to finish or requeue their jobs", alive, host
+            )
+            announced = True
+        time.sleep(POLL)
+
+
+def run_foreground(config: FarmConfig) -> int:
+    """Run the embedded Redis until a stop signal (or its own exit); returns the exit status."""
+    server = EmbeddedRedis(config)
+    stop = threading.Event()
+    signals: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        signals.append(signum)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal is not a stop
+    proc = server.spawn_foreground()
+    click.echo(f"embedded Redis on {server.url} (pid {proc.pid})", err=True)
+    while proc.poll() is None and not stop.wait(POLL):
+        pass
+    if proc.poll() is not None:
+        log.error("redis-server exited with %s", proc.returncode)
+        return proc.returncode or 1
+    connection = Redis.from_url(
+        server.admin_url, socket_timeout=2, socket_connect_timeout=2, retry=no_retry()
+    )
+    try:
+        why = drain(connection, config, forced=lambda: len(signals) > 1)
+    finally:
+        connection.close()
+    log.info("farm redis: stopping Redis (%s)", why)
+    proc.terminate()
+    try:
+        proc.wait(timeout=REDIS_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return 0
