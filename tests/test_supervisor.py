@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -258,3 +259,53 @@ def test_stop_all_drains_the_workers_before_redis_stops(supervised: Supervised):
     assert farm.get(long).status is JobStatus.RUNNING
     assert completed_twice(read_probe(supervised.probe)) == {}
     assert [r.completed for r in read_probe(supervised.probe).by_job()[short]] == [True]
+
+
+def redis_servers(data: Path) -> list[int]:
+    mark = str(data).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmd = (entry / "cmdline").read_bytes()
+                if b"redis-server" in cmd and mark in cmd and alive(int(entry.name)):
+                    found.append(int(entry.name))
+    return found
+
+
+def test_farm_redis_stops_soon_when_no_worker_drains_and_never_leaves_redis_behind(make_config, procs):
+    """``supervisorctl stop farm-redis`` alone (idle workers, not stopping): Redis stops within
+    the settle time, not the whole drain limit. ``farm redis`` SIGKILLed: its redis-server gets
+    SIGTERM from the kernel and exits (no orphan server holding the socket)."""
+    data = Path(tempfile.mkdtemp(prefix="farm-rf-"))
+    try:
+        make_config(redis={"url": ""}, paths={"data_dir": str(data)}, worker={"shutdown_grace": 30.0})
+        farm_redis = procs.start("redis", log_name="redis")
+        url = f"unix://{data}/redis.sock"
+        client = Redis.from_url(url)
+        wait_for(lambda: _pings(client), timeout=30, what="farm redis")
+        procs.worker("--workers", "1")
+        wait_workers(client, 1)
+        started = time.monotonic()
+        farm_redis.send_signal(signal.SIGTERM)
+        assert farm_redis.wait(timeout=30) == 0
+        assert time.monotonic() - started < 10  # the drain limit is 50 s here
+        wait_for(lambda: not redis_servers(data), timeout=10, what="redis-server to exit")
+
+        farm_redis = procs.start("redis", log_name="redis")
+        wait_for(lambda: _pings(client), timeout=30, what="farm redis again")
+        assert redis_servers(data)
+        farm_redis.kill()
+        farm_redis.wait(timeout=10)
+        wait_for(lambda: not redis_servers(data), timeout=5, what="the orphaned redis-server to exit")
+    finally:
+        for pid in redis_servers(data):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _pings(client: Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
