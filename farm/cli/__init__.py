@@ -1,6 +1,7 @@
 """The ``farm`` command and the processes it runs: ``commands`` (the Click commands), ``views``
-(their text output), ``up`` (the all-in-one), ``embedded`` and ``redis_conf`` (the embedded
-Redis), ``supervisor``, ``doctor`` and ``demo``."""
+(their text output), ``up`` (the all-in-one), ``embedded``, ``redis_conf`` and
+``redis_foreground`` (the embedded Redis; ``farm redis``), ``supervisor`` and ``systemd`` (their
+configs), ``doctor`` and ``demo``."""
 
 from .commands import main
 

@@ -1,4 +1,5 @@
-"""The farm-wide commands: caps, pause, resume, stats, doctor, supervisor-config, token."""
+"""The farm-wide commands: caps, pause, resume, stats, doctor, supervisor-config, systemd-config,
+token."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import InvalidJobError
+from ..errors import FarmError, InvalidJobError
 from .group import Context, as_json_text, cli, pass_ctx
 
 # -- farm-wide ---------------------------------------------------------------------------------
@@ -113,3 +114,59 @@ def token(obj: Context) -> None:
     from ..files.token import read_token
 
     click.echo(read_token(obj.config, create=True))
+
+
+@cli.command(name="systemd-config")
+@click.option(
+    "--workers",
+    "-n",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="worker processes (default [worker] processes)",
+)
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="the units' working directory (default: the current one)",
+)
+@click.option("--user", default=None, help="the user the units run as (default: you)")
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="write the unit files there (e.g. /etc/systemd/system) instead of printing them",
+)
+@pass_ctx
+def systemd_config(
+    obj: Context, workers: int | None, directory: Path | None, user: str | None, output_dir: Path | None
+) -> None:
+    """Print (or write) systemd units for Redis, farm serve, the scheduler and workers, and
+    farm.target to start and stop them together (Redis first and last)."""
+    import getpass
+
+    from .supervisor import farm_command
+    from .systemd import render_units
+
+    config = obj.config
+    farm = farm_command() + (f" --config {Path(config.source).resolve()}" if config.source else "")
+    units = render_units(
+        config,
+        workers or config.worker.processes,
+        farm=farm,
+        directory=(directory or Path.cwd()).resolve(),
+        user=user or getpass.getuser(),
+        note=f" from {Path(config.source).resolve()}" if config.source else "",
+    )
+    if output_dir is None:
+        click.echo("\n".join(f"# ==> {name} <==\n{text}" for name, text in units.items()), nl=False)
+        return
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in units.items():
+            (output_dir / name).write_text(text)
+    except OSError as exc:
+        raise FarmError(f"cannot write {exc.filename}: {exc.strerror}") from None
+    for name in units:
+        click.echo(str(output_dir / name))
