@@ -39,9 +39,9 @@ def serving(config: FarmConfig, connection: Redis, monkeypatch: pytest.MonkeyPat
 def rendered_elsewhere(tmp_path: Path, job_id: str, run_token: str) -> tuple[Path, list[dict[str, Any]]]:
     """A remote worker's staging dir with two outputs, and their descriptions."""
     staging = tmp_path / "remote-box" / f"{job_id}.{run_token}"
-    write_file(staging / "frames" / "0001.png", 300_000, seed=1)
+    write_file(staging / "frames" / "shot 1 é#?.png", 300_000, seed=1)
     write_file(staging / "movie.mp4", 2_000_000, seed=2)
-    return staging, store.describe(staging, ["movie.mp4", "frames/0001.png"])
+    return staging, store.describe(staging, ["movie.mp4", "frames/shot 1 é#?.png"])
 
 
 def job_result(connection: Redis, job_id: str) -> dict[str, Any]:
@@ -85,7 +85,9 @@ def test_outputs_are_checksummed_and_bounded(
         with pytest.raises(InvalidJobError, match="sha256 mismatch"):
             transfer.send_outputs(http, running.url, running.token, job_id, run, staging, lying)
         transfer.send_outputs(http, running.url, running.token, job_id, run, staging, files[1:])
-    assert [p.name for p in store.staging_dir(config, job_id, run).rglob("*") if p.is_file()] == ["0001.png"]
+    assert [p.name for p in store.staging_dir(config, job_id, run).rglob("*") if p.is_file()] == [
+        "shot 1 é#?.png"
+    ]
     assert not list((config.output_dir / store.PARTIAL / ".incoming").glob("*"))
 
 
@@ -118,16 +120,16 @@ def test_the_winning_commit_publishes_and_rewrites_the_result(
     with transfer.client() as http:
         own(connection, job_id, run)
         transfer.send_outputs(http, serving.url, serving.token, job_id, run, staging, files)
-        recorded = remote_result(staging, job_id, ["movie.mp4", "frames/0001.png"])
+        recorded = remote_result(staging, job_id, ["movie.mp4", "frames/shot 1 é#?.png"])
         finish(connection, job_id, run, recorded)
         transfer.commit_outputs(http, serving.url, serving.token, job_id, run)
         transfer.commit_outputs(http, serving.url, serving.token, job_id, run)  # a resent commit: fine
     published = serving.config.output_dir / job_id
-    assert store.sha256_file(published / "frames" / "0001.png") == files[1]["sha256"]
+    assert store.sha256_file(published / "frames" / "shot 1 é#?.png") == files[1]["sha256"]
     assert not store.staging_dir(serving.config, job_id, run).exists()
     result = job_result(connection, job_id)
     assert result["output_dir"] == str(published)
-    assert result["outputs"] == [str(published / "movie.mp4"), str(published / "frames" / "0001.png")]
+    assert result["outputs"] == [str(published / "movie.mp4"), str(published / "frames" / "shot 1 é#?.png")]
     assert {k: v for k, v in result.items() if k not in ("output_dir", "outputs")} == {
         k: v for k, v in recorded.items() if k not in ("output_dir", "outputs")
     }
@@ -137,7 +139,7 @@ def test_the_winning_commit_publishes_and_rewrites_the_result(
     assert connection.hget(keys.job(job_id), keys.F_ENDED_BY) == run.encode()
 
     listed = {item.name: item for item in farm.outputs(job_id)}
-    assert sorted(listed) == ["frames/0001.png", "movie.mp4"]
+    assert sorted(listed) == ["frames/shot 1 é#?.png", "movie.mp4"]
     paths = farm.download(job_id, tmp_path / "mine")
     assert sorted(p.relative_to(tmp_path / "mine").as_posix() for p in paths) == sorted(listed)
     assert store.sha256_file(tmp_path / "mine" / "movie.mp4") == files[0]["sha256"]
