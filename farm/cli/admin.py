@@ -1,5 +1,5 @@
-"""The farm-wide commands: caps, pause, resume, stats, doctor, supervisor-config, systemd-config,
-token."""
+"""The farm-wide commands: caps, pause, resume, stats, doctor, workers, audit, supervisor-config,
+systemd-config, token."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .group import Context, as_json_text, cli, pass_ctx
 @cli.command()
 @click.option("--total", type=int, default=None, help="farm-wide cap")
 @click.option("--set", "sets", multiple=True, help="NAME=N per-renderer cap (NAME= removes it)")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
 @pass_ctx
 def caps(obj: Context, total: int | None, sets: tuple[str, ...], as_json: bool) -> None:
     """Show or change caps (live, farm-wide)."""
@@ -60,7 +60,7 @@ def resume(obj: Context, priority: str) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
 @pass_ctx
 def stats(obj: Context, as_json: bool) -> None:
     """Counts, caps, workers and throughput."""
@@ -71,12 +71,42 @@ def stats(obj: Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON: ok, exit_code and every check")
 @pass_ctx
-def doctor(obj: Context) -> None:
-    """Check Redis, workers, the scheduler and each renderer's tools."""
-    from .doctor import run_doctor
+def doctor(obj: Context, as_json: bool) -> None:
+    """Check Redis, workers, the scheduler and each renderer's tools (exit 0 all good, 4 Redis
+    down, 1 otherwise)."""
+    from .doctor import doctor_json, doctor_text, run_checks
 
-    sys.exit(run_doctor(obj.config))
+    checks, code = run_checks(obj.config)
+    click.echo(as_json_text(doctor_json(checks, code)) if as_json else doctor_text(checks))
+    sys.exit(code)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_ctx
+def workers(obj: Context, as_json: bool) -> None:
+    """List workers: name, host, pid, state, current job, last heartbeat (dead ones until RQ
+    forgets them)."""
+    from .views import workers_table
+
+    found = obj.farm().workers()
+    click.echo(as_json_text([w.model_dump(mode="json") for w in found]) if as_json else workers_table(found))
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="how many entries")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_ctx
+def audit(obj: Context, limit: int, as_json: bool) -> None:
+    """The operator actions (cancel, retry, caps, pause...), newest first: who, when, what."""
+    from .views import audit_table
+
+    entries = obj.farm().audit_log(limit)
+    click.echo(
+        as_json_text([e.model_dump(mode="json") for e in entries]) if as_json else audit_table(entries)
+    )
 
 
 @cli.command(name="supervisor-config")

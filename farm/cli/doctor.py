@@ -1,63 +1,86 @@
-"""``farm doctor``: is Redis reachable, are workers and the scheduler alive, can each renderer run?"""
+"""``farm doctor``: is Redis reachable, are workers and the scheduler alive, can each renderer run?
+
+Checks are collected first, then printed one line each or as JSON (``--json``); the exit code is
+the same either way: 0 all good, 4 Redis down, 1 otherwise."""
 
 from __future__ import annotations
 
-import click
+from dataclasses import asdict, dataclass
 
 from .. import policy
 from ..config import FarmConfig
 from ..connection import connect_redis, redact
 from ..errors import FarmError
 from ..files import transfer
+from ..terminal import printable
+
+EXIT_REDIS_DOWN = 4
 
 
-def run_doctor(config: FarmConfig) -> int:
-    """Print one line per check; returns the exit code (0 all good, 4 Redis down, 1 otherwise)."""
+@dataclass(frozen=True)
+class Check:
+    check: str
+    status: str  # "ok", "warn" or "fail"
+    detail: str
+
+
+def run_checks(config: FarmConfig) -> tuple[list[Check], int]:
+    """Every check, and the exit code they add up to."""
     from ..render import Registry
 
-    problems = 0
     url = config.redis_url()
     try:
         connection = connect_redis(url, config)
     except FarmError as exc:
-        click.echo(f"FAIL redis        {exc}")
-        return 4
+        return [Check("redis", "fail", str(exc))], EXIT_REDIS_DOWN
     from ..client import Farm
 
     farm = Farm(connection, config, url=url)
     stats = farm.stats()
-    click.echo(f"ok   redis        {redact(url)}")
+    checks = [Check("redis", "ok", redact(url))]
     published = policy.read(connection)
     if published is None:
-        problems += 1
-        click.echo("WARN policy       nothing published yet: submits use default rules (start farm up)")
+        checks.append(
+            Check("policy", "warn", "nothing published yet: submits use default rules (start farm up)")
+        )
     else:
-        click.echo(f"ok   policy       version {published.version}, published by {published.host}")
+        checks.append(Check("policy", "ok", f"version {published.version}, published by {published.host}"))
     serve = transfer.serve_info(connection)
     if serve.get("url"):
-        click.echo(f"ok   serve        {serve['url']}")
+        checks.append(Check("serve", "ok", str(serve["url"])))
     else:
-        click.echo("WARN serve        farm serve has not run: no file uploads or downloads")
-        problems += 1
-    status = "ok  " if stats.workers else "WARN"
-    problems += not stats.workers
-    click.echo(f"{status} workers      {stats.workers} alive ({stats.workers_busy} busy)")
-    status = "ok  " if stats.scheduler_alive else "WARN"
-    problems += not stats.scheduler_alive
+        checks.append(Check("serve", "warn", "farm serve has not run: no file uploads or downloads"))
+    checks.append(
+        Check(
+            "workers", "ok" if stats.workers else "warn", f"{stats.workers} alive ({stats.workers_busy} busy)"
+        )
+    )
     age = stats.scheduler_heartbeat_age
-    click.echo(
-        f"{status} scheduler    "
-        + ("alive" if stats.scheduler_alive else "not running (retries and sweeps are stopped)")
-        + (f", last beat {age:.0f}s ago" if age is not None else "")
+    checks.append(
+        Check(
+            "scheduler",
+            "ok" if stats.scheduler_alive else "warn",
+            ("alive" if stats.scheduler_alive else "not running (retries and sweeps are stopped)")
+            + (f", last beat {age:.0f}s ago" if age is not None else ""),
+        )
     )
     registry = Registry.from_config(config)
     for name in registry.names():
         try:
             health = registry.get(name).doctor()
         except Exception as exc:  # a broken plugin must not stop the report
-            click.echo(f"FAIL {name:<12} {type(exc).__name__}: {exc}")
-            problems += 1
+            checks.append(Check(name, "fail", f"{type(exc).__name__}: {exc}"))
             continue
-        click.echo(f"{'ok  ' if health.ok else 'WARN'} {name:<12} {health.detail}")
-        problems += not health.ok
-    return 0 if problems == 0 else 1
+        checks.append(Check(name, "ok" if health.ok else "warn", health.detail))
+    return checks, 0 if all(c.status == "ok" for c in checks) else 1
+
+
+def doctor_text(checks: list[Check]) -> str:
+    labels = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    return printable(
+        "\n".join(f"{labels[c.status]} {c.check:<12} {c.detail}" for c in checks), keep_newlines=True
+    )
+
+
+def doctor_json(checks: list[Check], code: int) -> dict[str, object]:
+    return {"ok": code == 0, "exit_code": code, "checks": [asdict(c) for c in checks]}

@@ -78,7 +78,8 @@ class FarmGroup(click.Group):
     default=None,
     help="config file (default: $FARM_CONFIG, ./farm.toml, ~/.config/farm/farm.toml)",
 )
-@click.option("-v", "--verbose", is_flag=True, help="log more")
+@click.option("-v", "--verbose", is_flag=True, help="log more, and show tracebacks of unexpected errors")
+@click.version_option(None, "-V", "--version", package_name="farm", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Desktop-local render farm: queues, caps, retries, workers and a terminal UI."""

@@ -1,4 +1,4 @@
-"""The commands about jobs: submit, ls, show, cancel, retry, download."""
+"""The commands about jobs: submit, ls, show, logs, cancel, retry, download."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from typing import Any
 import click
 
 from ..errors import InvalidJobError
+from ..terminal import printable
+from .completion import complete_renderer, job_id_argument
 from .group import EXIT_FAILED_JOB, Context, as_json_text, cli, pass_ctx
+
+PRIORITIES = click.Choice(["high", "medium", "low"])
+STATUSES = click.Choice(["queued", "scheduled", "running", "finished", "failed", "canceled"])
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -45,15 +50,23 @@ def load_params(params: str | None, pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 @cli.command()
-@click.argument("renderer")
+@click.argument("renderer", shell_complete=complete_renderer)
 @click.option("--param", "-p", "pairs", multiple=True, help="KEY=VALUE (VALUE parsed as JSON when it can be)")
 @click.option("--params", default=None, help="params as a JSON object, or @file.json")
-@click.option("--priority", type=click.Choice(["high", "medium", "low"]), default=None)
-@click.option("--job-type", default=None)
-@click.option("--name", default=None)
-@click.option("--timeout", type=int, default=None, help="seconds")
-@click.option("--max-retries", type=int, default=None)
-@click.option("--job-id", default=None)
+@click.option(
+    "--priority", type=PRIORITIES, default=None, help="queue (default: from --job-type, else medium)"
+)
+@click.option("--job-type", default=None, help="job type; its priority comes from [queues] in the config")
+@click.option("--name", default=None, help="a name shown in listings")
+@click.option(
+    "--timeout", type=int, default=None, help="seconds before the render is killed (default per renderer)"
+)
+@click.option(
+    "--max-retries", type=int, default=None, help="retries of a retryable failure (default [retry])"
+)
+@click.option(
+    "--job-id", default=None, help="the id to use (default: generated); a resubmit with it is stored once"
+)
 @click.option(
     "--file",
     "files",
@@ -101,13 +114,11 @@ def submit(
 
 
 @cli.command(name="ls")
-@click.option(
-    "--status", type=click.Choice(["queued", "scheduled", "running", "finished", "failed", "canceled"])
-)
-@click.option("--priority", type=click.Choice(["high", "medium", "low"]))
-@click.option("--renderer", default=None)
-@click.option("--limit", type=click.IntRange(1, 1000), default=50)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--status", type=STATUSES, help="only jobs in this status")
+@click.option("--priority", type=PRIORITIES, help="only jobs of this queue")
+@click.option("--renderer", default=None, shell_complete=complete_renderer, help="only jobs of this renderer")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="how many jobs")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
 @pass_ctx
 def ls(
     obj: Context, status: str | None, priority: str | None, renderer: str | None, limit: int, as_json: bool
@@ -122,24 +133,63 @@ def ls(
         click.echo(job_table(infos))
 
 
-def _show(info: Any, as_json: bool) -> None:
-    from .views import job_detail
+@cli.command()
+@job_id_argument()
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(0, 200),
+    default=10,
+    show_default=True,
+    help="log tail lines (0: none)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON (with the log tail as 'log')")
+@pass_ctx
+def show(obj: Context, job_id: str, lines: int, as_json: bool) -> None:
+    """Show one job and its log tail (ID may be any unique prefix of 6 or more characters)."""
+    from .views import job_detail, log_section
 
-    click.echo(as_json_text(info.model_dump(mode="json")) if as_json else job_detail(info))
+    farm = obj.farm()
+    info = farm.get(farm.resolve_id(job_id))
+    tail = farm.log_tail(info.id, lines) if lines else []
+    if as_json:
+        click.echo(as_json_text({**info.model_dump(mode="json"), "log": tail}))
+    else:
+        click.echo(job_detail(info) + ("\n" + log_section(tail) if lines else ""))
 
 
 @cli.command()
-@click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@job_id_argument()
+@click.option(
+    "-f", "--follow", is_flag=True, help="print new lines until the job ends (exit 1 unless it finished)"
+)
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(1, 200),
+    default=50,
+    show_default=True,
+    help="last lines to print first",
+)
 @pass_ctx
-def show(obj: Context, job_id: str, as_json: bool) -> None:
-    """Show one job (ID may be any unique prefix of 6 or more characters)."""
+def logs(obj: Context, job_id: str, follow: bool, lines: int) -> None:
+    """Print a job's log tail: the last lines its renderer logged (Redis keeps 200; the full log is
+    <log_dir>/<job_id>.log on the worker that ran it)."""
+    from .views import follow_log
+
     farm = obj.farm()
-    _show(farm.get(farm.resolve_id(job_id)), as_json)
+    info = farm.get(farm.resolve_id(job_id))
+    if not follow:
+        for line in farm.log_tail(info.id, lines):
+            click.echo(printable(line))
+        return
+    info = follow_log(farm, info.id, lines)
+    if info.status.value != "finished":
+        sys.exit(EXIT_FAILED_JOB)
 
 
 def _job_action(action: Callable[[Any, str], Any]) -> Callable[..., None]:
-    @click.argument("job_id")
+    @job_id_argument()
     @pass_ctx
     def command(obj: Context, job_id: str) -> None:
         farm = obj.farm()
@@ -158,7 +208,7 @@ cli.command(name="retry", help="Retry a failed or canceled job now.")(
 
 
 @cli.command()
-@click.argument("job_id")
+@job_id_argument()
 @click.option(
     "-o", "--output", "dest", type=click.Path(file_okay=False), default=".", help="directory to write into"
 )

@@ -1,13 +1,15 @@
-"""Plain-text views for the CLI: job tables, job detail, caps, stats, the --wait progress bar."""
+"""Plain-text views for the CLI: job tables, job detail and its log tail, workers, the audit log,
+caps, stats, the --wait progress bar."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..models import Caps, FarmStats, JobInfo, JobStatus
+from ..models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, WorkerInfo
 from ..terminal import printable
 
 BAR_WIDTH = 30
@@ -64,11 +66,7 @@ def job_table(infos: list[JobInfo]) -> str:
                 note(i),
             )
         )
-    rows = [tuple(printable(cell) for cell in row) for row in rows]  # type: ignore[misc]
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows
-    ).rstrip()
+    return _table(rows)
 
 
 def job_detail(info: JobInfo) -> str:
@@ -102,6 +100,60 @@ def job_detail(info: JobInfo) -> str:
             + (f" - {(attempt.error or '').splitlines()[0]}" if attempt.error else "")
         )
     return printable("\n".join(lines), keep_newlines=True)
+
+
+def log_section(lines: list[str]) -> str:
+    """The job's log tail, under its detail."""
+    if not lines:
+        return "log         (nothing logged yet)"
+    body = "\n".join(f"  {line}" for line in lines)
+    return printable(
+        f"log         last {len(lines)} of the lines kept (farm logs ID for more)\n{body}", keep_newlines=True
+    )
+
+
+def _table(table: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, the last one unpadded; every cell escaped for the terminal."""
+    rows = [[printable(cell) for cell in row] for row in table]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows
+    ).rstrip()
+
+
+def workers_table(workers: list[WorkerInfo]) -> str:
+    if not workers:
+        return "no workers"
+    rows = [("NAME", "HOST", "PID", "STATE", "JOB", "HEARTBEAT")]
+    for w in workers:
+        rows.append(
+            (
+                w.name,
+                w.host or "-",
+                str(w.pid) if w.pid is not None else "-",
+                w.state,
+                (w.current_job or "-")[:12],
+                f"{_ago(w.last_heartbeat)} ago" if w.last_heartbeat else "-",
+            )
+        )
+    return _table(rows)
+
+
+def audit_table(entries: list[AuditEntry]) -> str:
+    if not entries:
+        return "no operator actions recorded"
+    rows = [("WHEN", "WHO", "ACTION", "TARGET", "DETAIL")]
+    for e in entries:
+        rows.append(
+            (
+                e.at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+                e.who,
+                e.action,
+                e.target or "-",
+                e.detail or "",
+            )
+        )
+    return _table(rows)
 
 
 def caps_text(caps: Caps) -> str:
@@ -174,3 +226,39 @@ def follow(farm: Any, job_id: str, out: Any = None) -> JobInfo:
                 out.write(printable(f"{info.status.value}: {kind} {info.error or ''}") + "\n")
             return info
         time.sleep(0.25)
+
+
+def new_lines(seen: list[str], now: list[str]) -> list[str]:
+    """The lines of ``now`` (a capped log tail) that were not in ``seen`` (the previous read).
+    Exact while the tail is below its cap; at the cap the old lines shift out, so the longest end
+    of ``seen`` that starts ``now`` marks where the new ones begin (identical repeated lines may
+    then be under-counted, never printed twice)."""
+    if len(now) >= len(seen) and now[: len(seen)] == seen:
+        return now[len(seen) :]
+    for overlap in range(min(len(seen), len(now)), 0, -1):
+        if seen[-overlap:] == now[:overlap]:
+            return now[overlap:]
+    return now
+
+
+def follow_log(farm: Any, job_id: str, first: int, poll: float = 0.5) -> JobInfo:
+    """Print the last ``first`` log lines, then new ones as they come, until the job ends; the
+    final status goes to stderr. Returns the final JobInfo."""
+    from ..worker.rendering import LOG_TAIL_LINES
+
+    seen: list[str] | None = None
+    while True:
+        info: JobInfo = farm.get(job_id)  # before the lines: a run's last lines land with its end
+        tail = farm.log_tail(job_id, LOG_TAIL_LINES)
+        fresh = tail[-first:] if seen is None else new_lines(seen, tail)
+        for line in fresh:
+            sys.stdout.write(printable(line) + "\n")
+        sys.stdout.flush()
+        seen = tail
+        if info.status.terminal:
+            ending = info.status.value
+            if info.status is not JobStatus.FINISHED:
+                ending += f": {info.error_kind.value if info.error_kind else ''} {info.error or ''}"
+            sys.stderr.write(printable(f"{job_id} {ending}".rstrip()) + "\n")
+            return info
+        time.sleep(poll)
