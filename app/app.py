@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import ModalScreen
 
 from farm.config import FarmConfig
 from farm.connection import redact
@@ -17,12 +18,13 @@ REFRESH_SECONDS = 1.0
 
 
 class FarmApp(App[None]):
-    """The operator's view of one farm; everything it shows comes from ``source``."""
+    """The operator's view of one farm (``farm tui``: quitting leaves the farm running)."""
 
     CSS_PATH = "app.tcss"
     TITLE = "farm"
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS = [Binding("q", "quit", "Quit", tooltip="quit the UI (the farm keeps running)")]
+    BINDINGS = [Binding("q", "quit", "Quit", tooltip="quit this UI; the farm keeps running")]
+    QUIT_NOTE = "q closes this UI only: the workers, the scheduler and Redis keep running."
 
     def __init__(
         self,
@@ -46,9 +48,31 @@ class FarmApp(App[None]):
     def on_unmount(self) -> None:
         self.source.close()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A dialog has its own keys (its footer shows them); q must not quit from under it.
+        return not (action == "quit" and isinstance(self.screen, ModalScreen))
 
-def run_tui(config: FarmConfig, url: str | None = None) -> None:
-    """Run the UI against the farm at ``url`` (default: the config's Redis) until the operator quits."""
+
+class FarmUpApp(FarmApp):
+    """The UI of ``farm up``, which owns the farm: quitting it stops the whole farm."""
+
+    BINDINGS = [Binding("q", "quit", "Quit", tooltip="quit and stop the whole farm (farm up)")]
+    QUIT_NOTE = (
+        "q stops the whole farm (this is farm up): running jobs finish or go back in line, "
+        "then the scheduler and Redis stop. To leave the farm running, use farm up --no-tui "
+        "and farm tui."
+    )
+
+
+def run_tui(config: FarmConfig, url: str | None = None, *, stops_farm: bool | None = None) -> None:
+    """Run the UI against the farm at ``url`` (default: the config's Redis) until the operator quits.
+
+    ``farm up`` passes the URL of the farm it started and stops that farm when this returns;
+    ``farm tui`` passes None and leaves the farm running. ``stops_farm`` says which explicitly
+    (default: a given URL means ``farm up``), so the help tells the operator what ``q`` does.
+    """
     source = RedisSource(config, url)
+    owner = url is not None if stops_farm is None else stops_farm
+    app_class = FarmUpApp if owner else FarmApp
     with logs_to_file(config.log_dir / "tui.log"):
-        FarmApp(source, title=f"farm · {redact(source.url)}").run()
+        app_class(source, title=f"farm · {redact(source.url)}").run()

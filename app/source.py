@@ -12,6 +12,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar
 
+from pydantic import BaseModel
+
 from farm.audit import default_who
 from farm.client import Farm
 from farm.config import FarmConfig
@@ -20,10 +22,11 @@ from farm.errors import FarmUnavailableError, JobNotFoundError
 from farm.live.snapshot import Snapshot, take_snapshot
 from farm.models import Caps, JobInfo, Priority, WorkerInfo
 from farm.render import Registry
-from farm.terminal import sanitized
+from farm.terminal import printable, sanitized
 
 T = TypeVar("T")
 
+ROWS = 40  # queued jobs, and ended jobs, a snapshot reads by default (running jobs: all of them)
 UI_SOCKET_TIMEOUT = 3.0  # seconds: a silent Redis shows as disconnected quickly, not after 10 s
 
 
@@ -31,7 +34,7 @@ class Source(Protocol):
     config: FarmConfig
     registry: Registry
 
-    def snapshot(self) -> Snapshot: ...
+    def snapshot(self, rows: int = ROWS) -> Snapshot: ...
     def job(self, job_id: str) -> JobInfo: ...
     def log_tail(self, job_id: str, lines: int = 200) -> list[str]: ...
     def workers(self) -> list[WorkerInfo]: ...
@@ -45,6 +48,32 @@ class Source(Protocol):
     def adjust_total_cap(self, delta: int) -> Caps: ...
     def toggle_pause(self, priority: Priority) -> bool: ...
     def close(self) -> None: ...
+
+
+def _strings(value: Any, into: list[str]) -> list[str]:
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, BaseModel):
+        for item in value.__dict__.values():
+            _strings(item, into)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _strings(key, into)
+            _strings(item, into)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _strings(item, into)
+    return into
+
+
+def safe(value: T) -> T:
+    """``value`` fit for the screen: itself when none of its text needs escaping (the usual case,
+    checked in one pass), else a ``sanitized`` copy. Rebuilding every snapshot field by field
+    would cost the UI more than reading it from Redis."""
+    text = "\n".join(_strings(value, []))
+    if printable(text, keep_newlines=True) == text:
+        return value
+    return sanitized(value)  # type: ignore[no-any-return]
 
 
 def tui_who() -> str:
@@ -66,9 +95,9 @@ class RedisSource:
     # What the screens show of stored data is sanitized here: job names, errors and logs are
     # anyone's text, and a control character in them must never reach the operator's terminal.
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, rows: int = ROWS) -> Snapshot:
         with redis_errors("snapshot"):
-            return sanitized(take_snapshot(self.connection, self.config))
+            return safe(take_snapshot(self.connection, self.config, queued_limit=rows, recent_limit=rows))
 
     def job(self, job_id: str) -> JobInfo:
         with redis_errors("job"):
@@ -152,9 +181,9 @@ class FixedSource:
         if name:
             self.calls.append((name, args))
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, rows: int = ROWS) -> Snapshot:
         self._check("")
-        return sanitized(self._snapshot)
+        return safe(self._snapshot)
 
     def job(self, job_id: str) -> JobInfo:
         self._check("")

@@ -11,10 +11,10 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from farm.caps import MAX_CAP, scaled
 from farm.errors import FarmError
@@ -81,7 +81,12 @@ class CapsScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         caps = self.caps
-        with Vertical(id="dialog"):
+        with VerticalScroll(id="dialog"):
+            with Vertical(id="actions"):  # docked: the buttons stay in view while the fields scroll
+                yield Static(id="problem")
+                with Horizontal(id="buttons"):
+                    yield Button("Save (ctrl+s)", variant="primary", id="save", compact=True)
+                    yield Button("Cancel (esc)", id="cancel", compact=True)
             yield Static(windows_text(caps), id="windows")
             with Grid(id="head"):
                 yield Label("cap")
@@ -89,7 +94,7 @@ class CapsScreen(ModalScreen[str | None]):
                 yield Label("in force now")
             with Grid(id="fields"):
                 yield Label("total")
-                yield Input(str(caps.total), type="integer", id="cap-total")
+                yield Input(str(caps.total), type="integer", id="cap-total", compact=True)
                 yield Static(id="eff-total", classes="effective")
                 for name in self.renderers:
                     base = caps.renderers.get(name)
@@ -99,12 +104,10 @@ class CapsScreen(ModalScreen[str | None]):
                         type="integer",
                         placeholder="no cap",
                         id=f"cap-r-{name}",
+                        compact=True,
                     )
                     yield Static(id=f"eff-r-{name}", classes="effective")
-            yield Static(id="problem")
-            with Horizontal(id="buttons"):
-                yield Button("Save (ctrl+s)", variant="primary", id="save")
-                yield Button("Cancel (esc)", id="cancel")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#dialog").border_title = "caps"

@@ -16,10 +16,10 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from farm.errors import FarmError, InvalidJobError
 from farm.render import RegistryError
@@ -101,7 +101,12 @@ class EnqueueScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         names = self.source.registry.names()
         job_types = self.source.config.queues.job_types
-        with Vertical(id="dialog"):
+        with VerticalScroll(id="dialog"):
+            with Vertical(id="actions"):  # docked: the verdict and buttons stay in view
+                yield Static(id="verdict")
+                with Horizontal(id="buttons"):
+                    yield Button("Submit (ctrl+s)", variant="primary", id="submit", compact=True)
+                    yield Button("Cancel (esc)", id="cancel", compact=True)
             yield Label("renderer")
             yield Select(
                 [(n, n) for n in names],
@@ -129,10 +134,7 @@ class EnqueueScreen(ModalScreen[str | None]):
                     )
             yield Label("name (optional)")
             yield Input(placeholder="e.g. intro-3", id="name")
-            yield Static(id="verdict")
-            with Horizontal(id="buttons"):
-                yield Button("Submit (ctrl+s)", variant="primary", id="submit")
-                yield Button("Cancel (esc)", id="cancel")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#dialog").border_title = "enqueue a job"

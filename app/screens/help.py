@@ -1,4 +1,5 @@
-"""The help screen: every key of the main screen (the same bindings the footer shows), with what it does."""
+"""The help screen: every key of the main screen (the same bindings the footer shows), with what it does;
+it scrolls when the terminal is too short for the list."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 OTHER_KEYS = (
     ("↑ ↓ PgUp PgDn", "move through the jobs"),
+    ("Home End", "first / last job"),
     ("esc", "clear the filters; close a dialog or view"),
     ("tab", "next field in a form"),
     ("ctrl+s", "save or submit a form"),
@@ -43,14 +45,20 @@ class HelpScreen(ModalScreen[None]):
         Binding("question_mark", "dismiss", "Close", key_display="?"),
     ]
 
-    def __init__(self, bindings: list[BindingType]) -> None:
+    def __init__(self, bindings: list[BindingType], note: str = "") -> None:
         super().__init__()
         self.key_bindings = bindings
+        self.note = note
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
+        with VerticalScroll(id="dialog"):
             yield Static(help_table(self.key_bindings), id="keys")
-            yield Static("esc or ? closes this help", id="hint")
+            if self.note:
+                yield Static(self.note, id="note")
+            yield Static("esc or ? closes this help; ↑ ↓ scroll it", id="hint")
+        yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#dialog").border_title = "keys"
+        dialog = self.query_one("#dialog")
+        dialog.border_title = "keys"
+        dialog.focus()

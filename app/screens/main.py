@@ -9,6 +9,7 @@ with ``ActionDone``. No widget is touched from a thread.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -16,20 +17,22 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from farm.errors import FarmError
 from farm.live.snapshot import JobRow, Snapshot
 from farm.models import JobStatus
 
+from ..cadence import Cadence, same_farm
 from ..clock import Clock
 from ..format import short_id
 from ..link import Link, LinkState, next_status
 from ..messages import ActionDone, SnapshotFailed, SnapshotReady
-from ..source import Source
+from ..source import ROWS, Source
 from ..widgets.alerts_banner import AlertsBanner
 from ..widgets.audit_panel import AuditPanel
 from ..widgets.job_table import JobTable
+from ..widgets.keys_footer import KeysFooter
 from ..widgets.stats_bar import StatsBar
 from .caps import CapsScreen
 from .confirm import ConfirmScreen
@@ -39,10 +42,25 @@ from .help import HelpScreen
 from .workers import WorkersScreen
 
 RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELED)
+MIN_ROWS = 10
+# The footer drops these first when the terminal is too narrow for every key (the help has them all).
+FOOTER_DROP_ORDER = (
+    "cap(-1)",
+    "cap(1)",
+    "follow",
+    "retry_all",
+    "cycle_status",
+    "workers",
+    "filter",
+    "pause",
+    "caps",
+    "detail",
+)
 
 
 class MainScreen(Screen[None]):
     CSS_PATH = "main.tcss"
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
 
     BINDINGS = [
         Binding("n", "enqueue", "New", tooltip="enqueue a job: renderer, params (checked live), priority"),
@@ -57,14 +75,22 @@ class MainScreen(Screen[None]):
         Binding("w", "workers", "Workers", tooltip="workers view"),
         Binding("slash", "filter", "Filter", key_display="/", tooltip="filter the jobs by text"),
         Binding("f", "cycle_status", "Status", tooltip="cycle the status filter (all, queued, running...)"),
+        Binding(
+            "F",
+            "follow",
+            "Follow",
+            tooltip="follow mode: the cursor goes with its job when it ends",
+        ),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
         Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="clear the filters"),
     ]
 
-    snapshot: reactive[Snapshot | None] = reactive(None)
-    link: reactive[Link] = reactive(Link)
-    text_filter: reactive[str] = reactive("")
-    status_filter: reactive[JobStatus | None] = reactive(None)
+    # The screen draws nothing itself (its widgets are bound to these): no repaint, or every
+    # refresh would redraw the whole terminal.
+    snapshot: reactive[Snapshot | None] = reactive(None, repaint=False)
+    link: reactive[Link] = reactive(Link, repaint=False)
+    text_filter: reactive[str] = reactive("", repaint=False)
+    status_filter: reactive[JobStatus | None] = reactive(None, repaint=False)
 
     def __init__(self, source: Source, clock: Clock, interval: float, title: str = "farm") -> None:
         super().__init__()
@@ -75,9 +101,11 @@ class MainScreen(Screen[None]):
         self._timer: Timer | None = None
         self._polling = False
         self._again = False  # an action asked for a fresh snapshot while a poll was running
+        self.cadence = Cadence(interval)
+        self.last_good: datetime | None = None  # time of the last good refresh
 
     def compose(self) -> ComposeResult:
-        stats = StatsBar(id="stats").data_bind(MainScreen.snapshot, MainScreen.link)
+        stats = StatsBar(self.clock, id="stats").data_bind(MainScreen.snapshot, MainScreen.link)
         stats.border_title = self.farm_title
         yield stats
         yield AlertsBanner(self.clock, id="banner").data_bind(MainScreen.snapshot, MainScreen.link)
@@ -86,7 +114,7 @@ class MainScreen(Screen[None]):
         )
         yield Input(id="filter", placeholder="filter jobs: id, name, renderer, status, worker, reason…")
         yield AuditPanel(self.clock, id="audit").data_bind(MainScreen.snapshot)
-        yield Footer()
+        yield KeysFooter(FOOTER_DROP_ORDER)
 
     def on_mount(self) -> None:
         self.table.focus()
@@ -101,12 +129,14 @@ class MainScreen(Screen[None]):
     def _poll(self) -> None:
         self._polling = True
         self._again = False
-        self._fetch(self.source)
+        # Two screenfuls of the line and of the recent ends (MIN_ROWS to ROWS each): reading rows the
+        # table has no room for is most of what a refresh costs on a big farm.
+        self._fetch(self.source, max(MIN_ROWS, min(ROWS, 2 * self.table.size.height)))
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
-    def _fetch(self, source: Source) -> None:
+    def _fetch(self, source: Source, rows: int) -> None:
         try:
-            snapshot = source.snapshot()
+            snapshot = source.snapshot(rows)
         except FarmError as exc:
             self.post_message(SnapshotFailed(str(exc), disconnected=True))
         except Exception as exc:  # a bad reply must not stop the refreshes: show it, keep polling
@@ -114,12 +144,19 @@ class MainScreen(Screen[None]):
         else:
             self.post_message(SnapshotReady(snapshot))
 
-    def _arm_next(self) -> None:
+    def _arm_next(self, wait: float | None = None) -> None:
         self._polling = False
-        self._timer = self.set_timer(0.05 if self._again else self.interval, self._poll)
+        self._timer = self.set_timer(0.05 if self._again else (wait or self.interval), self._poll)
+
+    def on_key(self) -> None:
+        """The operator is here: poll at the full rate again."""
+        if self.cadence.wake() and not self._polling and self._timer is not None:
+            self._timer.stop()
+            self._arm_next()
 
     def refresh_now(self) -> None:
         """Poll as soon as possible (after an action), without ever overlapping two polls."""
+        self.cadence.wake()
         if self._polling:
             self._again = True
             return
@@ -128,16 +165,23 @@ class MainScreen(Screen[None]):
         self._poll()
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
-        self.snapshot = message.snapshot
-        self.link = Link(LinkState.UP, last_good=message.snapshot.at)
-        self._arm_next()
+        snapshot = message.snapshot
+        shown = self.snapshot
+        unchanged = same_farm(shown, snapshot)
+        self.last_good = snapshot.at
+        if not (unchanged and shown and (snapshot.at - shown.at).total_seconds() < self.cadence.redraw_after):
+            self.snapshot = snapshot
+        if not self.link.up:
+            self.link = Link(LinkState.UP, last_good=snapshot.at)
+        self._arm_next(self.cadence.next(unchanged))
 
     def watch_link(self, link: Link) -> None:
         self.set_class(link.state is not LinkState.UP, "-stale")
 
     def on_snapshot_failed(self, message: SnapshotFailed) -> None:
         state = LinkState.DOWN if message.disconnected else LinkState.ERROR
-        self.link = Link(state, last_good=self.link.last_good, error=message.error)
+        self.link = Link(state, last_good=self.last_good, error=message.error)
+        self.cadence.wake()
         self._arm_next()
 
     # -- operator actions ------------------------------------------------------------------------
@@ -260,12 +304,19 @@ class MainScreen(Screen[None]):
         self.app.push_screen(WorkersScreen(self.source, self.clock, self.interval))
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(self.BINDINGS + list(self.app.BINDINGS)))
+        self.app.push_screen(
+            HelpScreen(self.BINDINGS + list(self.app.BINDINGS), getattr(self.app, "QUIT_NOTE", ""))
+        )
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.add_class("-visible")
         box.focus()
+
+    def action_follow(self) -> None:
+        table = self.table
+        table.follow = not table.follow
+        self.notify("follow mode on: the cursor goes with its job" if table.follow else "follow mode off")
 
     def action_cycle_status(self) -> None:
         self.status_filter = next_status(self.status_filter)

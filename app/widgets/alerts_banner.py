@@ -38,22 +38,31 @@ class AlertsBanner(Widget):
     }
     """
 
-    snapshot: reactive[Snapshot | None] = reactive(None, layout=True)
-    link: reactive[Link] = reactive(Link, layout=True)
+    # Not layout reactives: the banner changes the screen's layout only when its lines change
+    # (most refreshes leave them alone, and a relayout repaints the whole screen).
+    snapshot: reactive[Snapshot | None] = reactive(None, repaint=False)
+    link: reactive[Link] = reactive(Link, repaint=False)
 
     def __init__(self, clock: Clock, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.clock = clock
+        self.lines: list[Text] = []
 
-    def _update_display(self) -> None:
-        self.display = bool(banner_lines(self.snapshot, self.link, self.clock))
+    def _update(self) -> None:
+        lines = banner_lines(self.snapshot, self.link, self.clock)
+        if lines == self.lines:
+            return
+        resized = len(lines) != len(self.lines)
+        self.lines = lines
+        self.display = bool(lines)
         self.set_class(self.link.state in (LinkState.DOWN, LinkState.ERROR), "-down")
+        self.refresh(layout=resized)
 
     def watch_snapshot(self) -> None:
-        self._update_display()
+        self._update()
 
     def watch_link(self) -> None:
-        self._update_display()
+        self._update()
 
     def render(self) -> Group:
-        return Group(*banner_lines(self.snapshot, self.link, self.clock))
+        return Group(*self.lines)

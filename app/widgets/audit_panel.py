@@ -48,7 +48,8 @@ class AuditPanel(Widget):
         self.border_title = "audit log"
 
     def render(self) -> Group:
-        entries = self.snapshot.audit[:SHOWN] if self.snapshot else ()
+        shown = max(1, min(SHOWN, self.size.height))  # a short terminal gets a shorter panel
+        entries = self.snapshot.audit[:shown] if self.snapshot else ()
         if not entries:
             return Group(Text("no operator actions yet", style="dim"))
         return Group(*(audit_line(entry, self.clock) for entry in entries))

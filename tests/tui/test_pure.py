@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from app.clock import FixedClock
+from app.fit import fit_line
 from app.format import bar, duration, sparkline
 from app.link import STATUS_CYCLE, Link, LinkState, next_status
 from app.logs import logs_to_file
@@ -17,7 +18,7 @@ from app.screens.caps import parse_cap
 from app.screens.enqueue import type_name
 from app.widgets.alerts_banner import banner_lines
 from app.widgets.job_table import matches, note
-from app.widgets.stats_bar import running_line
+from app.widgets.stats_bar import running_parts
 from farm.errors import InvalidJobError
 from farm.models import JobStatus
 from tests.tui import data
@@ -86,7 +87,7 @@ def test_notes_say_when_or_why():
 
 
 def test_running_line_names_the_window_and_the_real_limit():
-    text = running_line(data.STATS).plain
+    text = fit_line(running_parts(data.STATS), 500).plain
     assert "running 4/15" in text and "manim 2/6" in text and "demo 2/∞" in text
     assert "window 20:00-23:00 x1.5 in force (base caps: total 10, manim 4)" in text
     assert "only 4 worker processes: the real limit" in text
