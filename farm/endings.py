@@ -148,11 +148,13 @@ def fail(
             transitions.write_failed(
                 pipe, run.job_id, run.priority, config.retention.failed, kind, error, hist
             )
-            transitions.count_outcome(pipe, JobStatus.FAILED, run.renderer, run.run_seconds())
+            transitions.count_outcome(pipe, JobStatus.FAILED, run.renderer, run.run_seconds(), kind)
         elif decision is Decision.RETRY_LATER:
+            transitions.count_retry(pipe)
             retry_at = time.time() + retry_delay(run.attempt - run.retry_base, config.retry)
             transitions.write_scheduled(pipe, run.job_id, run.priority, retry_at, kind, error, hist)
         else:
+            transitions.count_retry(pipe)
             transitions.write_requeued(
                 pipe,
                 run.job_id,

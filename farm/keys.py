@@ -39,6 +39,7 @@ EVENTS_MAXLEN = 20_000
 AUDIT = PREFIX + "audit"  # list of JSON audit entries, newest first
 LOG = PREFIX + "log:"  # + job id: list, the job's log tail
 SUBMITTED_BY = PREFIX + "by:"  # + who + ":" + unix hour: a submitter's submits that hour (2 h TTL)
+METRICS = PREFIX + "metrics"  # hash: lifetime counters for /metrics (durations, failures, retries)
 SERVE = PREFIX + "serve"  # hash: url, store_id, at — where farm serve listens (published by it)
 POLICY = PREFIX + "policy"  # hash: version, digest, config, host, at — the farm's published policy
 REDIS_RESTARTS = PREFIX + "redis:restarts"  # hash: count, last (unix time) — `farm up` restarting Redis

@@ -29,6 +29,7 @@ from .scripts import scripts_for
 from .timeutil import rq_time
 
 MAX_ERROR_CHARS = 4000
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)  # seconds: /metrics' histogram
 
 
 def registry_key(kind: str, priority: str) -> str:
@@ -294,15 +295,28 @@ def remove_from_ended(pipe: Pipeline, job_id: str, priority: str) -> None:
         pipe.zrem(registry_key(registry, priority), job_id)
 
 
-def count_outcome(pipe: Pipeline, status: JobStatus, renderer: str, run_seconds: float | None) -> None:
-    """Per-minute counters behind stats(): finished/failed per hour, throughput, average run time."""
+def count_outcome(
+    pipe: Pipeline, status: JobStatus, renderer: str, run_seconds: float | None, kind: ErrorKind | None = None
+) -> None:
+    """Per-minute counters behind stats() (finished/failed per hour, throughput, average run
+    time), and the farm's lifetime counters behind /metrics (durations, failures by kind)."""
     bucket = keys.stats_bucket(int(time.time() // 60))
     pipe.hincrby(bucket, status.value, 1)
     pipe.hincrby(bucket, f"{status.value}:{renderer}", 1)
     if run_seconds is not None and status is JobStatus.FINISHED:
         pipe.hincrbyfloat(bucket, f"run_sum:{renderer}", run_seconds)
         pipe.hincrby(bucket, f"run_n:{renderer}", 1)
+        le = next((f"{b:g}" for b in DURATION_BUCKETS if run_seconds <= b), "+Inf")
+        pipe.hincrby(keys.METRICS, f"duration:{renderer}:{le}", 1)
+        pipe.hincrbyfloat(keys.METRICS, f"duration_sum:{renderer}", run_seconds)
+    if status is JobStatus.FAILED:
+        pipe.hincrby(keys.METRICS, f"failures:{(kind or ErrorKind.UNKNOWN).value}", 1)
     pipe.expire(bucket, 2 * 3600)
+
+
+def count_retry(pipe: Pipeline) -> None:
+    """A failed run went back in line (now, or later through the schedule): /metrics counts it."""
+    pipe.hincrby(keys.METRICS, "retries", 1)
 
 
 def count_start(pipe: Pipeline | Redis, renderer: str, waited_seconds: float) -> None:

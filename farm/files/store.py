@@ -71,7 +71,7 @@ def file_name(name: object, *, what: str = "file name") -> str:
     except UnicodeEncodeError:
         raise InvalidJobError(f"{what} must be valid text: {name!r}") from None
     parts = PurePosixPath(name).parts
-    if any(part in ("..", ".", "") for part in parts) or parts[0].startswith("-"):
+    if not parts or any(part in ("..", ".", "") for part in parts) or parts[0].startswith("-"):
         raise InvalidJobError(f"{what} must be a plain relative path: {name!r}")
     return "/".join(parts)
 

@@ -31,6 +31,7 @@ from ..files import token as tokens
 from ..records import JobRecord, read_job
 from ..submit import JOB_ID_RE
 from . import publish
+from .metrics import CONTENT_TYPE, exposition
 from .streams import INCOMING, KeyedLocks, Received, place, receive, refuse, remove_tree, used_bytes
 
 log = logging.getLogger("farm.serve")
@@ -292,11 +293,30 @@ async def _bad_input(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(str(exc).splitlines()[0][:300], status_code=400)
 
 
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    return host in ("127.0.0.1", "::1", "localhost")
+
+
+def metrics_route(routes_of: StoreApp) -> Callable[[Request], Any]:
+    """``GET /metrics``: Prometheus' scrape. Open on loopback; elsewhere the farm token is
+    required (Prometheus sends it with ``authorization: {credentials: ...}``)."""
+
+    async def metrics(request: Request) -> Response:
+        if not _loopback(request):
+            await routes_of._authorized(request)
+        body = await routes_of._redis(exposition, routes_of.connection, routes_of.config)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    return metrics
+
+
 def create_app(config: FarmConfig, connection: Redis, token: str) -> Starlette:
     """The store's app. Nothing is listed or served without the token or a valid signature."""
     routes_of = StoreApp(config, connection, token)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_route(routes_of), methods=["GET"]),
         Route("/uploads/{job_id}/commit", routes_of.commit_uploads, methods=["POST"]),
         Route("/uploads/{job_id}", routes_of.abort_uploads, methods=["DELETE"]),
         Route("/uploads/{job_id}/{name:path}", routes_of.put_upload, methods=["PUT"]),
