@@ -163,6 +163,15 @@ class Supervised:
         """supervisord's log lines about programs stopping, in order."""
         return [line for line in self.log.read_text().splitlines() if "stopped:" in line or "killing" in line]
 
+    def logs(self, *names: str) -> str:
+        """The tails of the programs' logs, for failure messages."""
+        parts = []
+        for name in names:
+            path = self.data / "logs" / f"{name}.log"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            parts.append(f"--- {name}.log\n" + "\n".join(text.splitlines()[-25:]))
+        return "\n".join(parts)
+
     def leftovers(self) -> list[int]:
         """Processes still running from this farm (its data dir or config is on their command line)."""
         marks = (str(self.data).encode(), str(self.config_path).encode())
@@ -243,7 +252,10 @@ def test_stop_all_drains_the_workers_before_redis_stops(supervised: Supervised):
     assert set(supervised.states().values()) == {"STOPPED"}
     events = supervised.events()
     order = [line.split("stopped: ")[1].split()[0] for line in events if "stopped:" in line]
-    assert order.index("farm-worker") < order.index("farm-redis"), events
+    assert order.index("farm-worker") < order.index("farm-redis"), (
+        events,
+        supervised.logs("redis", "worker"),
+    )
     assert not [line for line in events if "killing" in line or "SIGKILL" in line], events
     assert supervised.leftovers() == []
     journal = supervised.data / "journal"
@@ -259,6 +271,7 @@ def test_stop_all_drains_the_workers_before_redis_stops(supervised: Supervised):
     assert farm.get(long).status is JobStatus.RUNNING
     assert completed_twice(read_probe(supervised.probe)) == {}
     assert [r.completed for r in read_probe(supervised.probe).by_job()[short]] == [True]
+    farm.cancel(long)  # a quicker teardown
 
 
 def redis_servers(data: Path) -> list[int]:

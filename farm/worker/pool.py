@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from multiprocessing import get_context
 from typing import Any
 
@@ -25,6 +26,7 @@ from .worker import FarmWorker
 log = logging.getLogger("farm.worker")
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+STOP_WAIT = 30.0  # seconds a stopping pool blocks on its workers' exits before RQ's loop looks again
 
 
 def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> bool:
@@ -65,6 +67,15 @@ class FarmWorkerPool(WorkerPool):
         self.config = config
         self.name_prefix = name_prefix or f"{socket.gethostname()}.{os.getpid()}"
         self._counter = 0
+
+    def all_workers_have_stopped(self) -> bool:
+        """Asked only once the pool is stopping. Wait for the workers' exits here (RQ's loop
+        sleeps a second between looks), so the pool exits right after its last worker: a
+        supervisor then sees the workers stopped before ``farm redis`` stops Redis."""
+        deadline = time.monotonic() + STOP_WAIT
+        for data in list(self.worker_dict.values()):
+            data.process.join(max(0.0, deadline - time.monotonic()))
+        return bool(super().all_workers_have_stopped())
 
     def get_worker_process(
         self, name: str, burst: bool, _sleep: float = 0, logging_level: str = "INFO"
