@@ -5,8 +5,8 @@ generated supervisord config starts as printed and stops without losing or redoi
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -110,7 +110,7 @@ class Supervised:
         self.conf.write_text(
             f"[unix_http_server]\nfile={self.base}/supervisor.sock\n"
             f"[supervisord]\nlogfile={self.log}\npidfile={self.base}/supervisord.pid\nnodaemon=true\n"
-            f"user={getpass.getuser()}\n"
+            f"user={pwd.getpwuid(os.getuid()).pw_name}\n"
             "[rpcinterface:supervisor]\n"
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
             f"[supervisorctl]\nserverurl=unix://{self.base}/supervisor.sock\n"

@@ -174,9 +174,7 @@ def systemd_config(
 ) -> None:
     """Print (or write) systemd units for Redis, farm serve, the scheduler and workers, and
     farm.target to start and stop them together (Redis first and last)."""
-    import getpass
-
-    from .supervisor import farm_command
+    from .supervisor import account, farm_command
     from .systemd import render_units
 
     config = obj.config
@@ -186,7 +184,7 @@ def systemd_config(
         workers or config.worker.processes,
         farm=farm,
         directory=(directory or Path.cwd()).resolve(),
-        user=user or getpass.getuser(),
+        user=user or account()[0],
         note=f" from {Path(config.source).resolve()}" if config.source else "",
     )
     if output_dir is None:

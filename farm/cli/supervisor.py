@@ -17,8 +17,8 @@ scheduler and the workers, which starts as printed on a fresh host.
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import sys
 from pathlib import Path
 
@@ -78,6 +78,16 @@ def make_dirs(config: FarmConfig) -> None:
         raise FarmError(f"cannot create {exc.filename}: {exc.strerror}") from None
 
 
+def account(user: str | None = None) -> tuple[str, Path]:
+    """(name, home) of ``user``, else of the account running this (not $USER, which sudo and
+    containers may set to someone else)."""
+    try:
+        entry = pwd.getpwnam(user) if user else pwd.getpwuid(os.getuid())
+    except KeyError:
+        raise FarmError(f"no user {user!r} on this host") from None
+    return entry.pw_name, Path(entry.pw_dir)
+
+
 def _escape(value: object) -> str:
     """supervisord expands %(...)s in these values: a literal % is %%."""
     return str(value).replace("%", "%%")
@@ -87,9 +97,9 @@ def render_supervisor_config(
     config: FarmConfig, workers: int, *, directory: Path | None = None, user: str | None = None
 ) -> str:
     """The config text; creates the log dir (see the module docstring)."""
+    user, home = account(user)
     make_dirs(config)
     directory = (directory or Path.cwd()).resolve()
-    user = user or getpass.getuser()
     farm = farm_command()
     if config.source:
         farm += f" --config {Path(config.source).resolve()}"
@@ -122,7 +132,7 @@ def render_supervisor_config(
             command=_escape(f"{farm} {args[name]}"),
             directory=_escape(directory),
             user=_escape(user),
-            home=_escape(Path.home()),
+            home=_escape(home),
             priority=PRIORITIES[name],
             stopwait=stopwait[name],
             log_dir=_escape(config.log_dir),
