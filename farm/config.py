@@ -147,6 +147,28 @@ class AlertsConfig(_Section):
     avg_wait_minutes: float = Field(15.0, ge=0)
 
 
+class WebhookConfig(_Section):
+    url: str  # where to POST (http or https); only ever from this file, never from job data
+    events: list[Literal["finished", "failed", "alert"]] = ["failed", "alert"]
+    job_types: list[str] = []  # job types (submit's job_type) announced; empty: every job
+    format: Literal["json", "slack"] = "json"  # slack: {"text": ...} for an incoming webhook
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+        return value
+
+
+class NotifyConfig(_Section):
+    webhooks: list[WebhookConfig] = []  # one [[notify.webhooks]] table each
+    timeout: float = Field(5.0, gt=0, le=60)  # seconds one delivery may take
+    max_attempts: int = Field(6, ge=1, le=50)  # tries per delivery (backoff doubles between them)
+    backoff: float = Field(2.0, gt=0, le=3600)  # seconds before the first retry of a delivery
+    alert_check: float = Field(5.0, gt=0, le=3600)  # seconds between checks of the alert thresholds
+
+
 class FarmConfig(_Section):
     redis: RedisConfig = RedisConfig()
     paths: PathsConfig = PathsConfig()
@@ -159,6 +181,7 @@ class FarmConfig(_Section):
     worker: WorkerConfig = WorkerConfig()
     limits: LimitsConfig = LimitsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    notify: NotifyConfig = NotifyConfig()
     serve: ServeConfig = ServeConfig()
     renderers: dict[str, dict[str, Any]] = {}  # [renderers.<name>]: that renderer's settings
     plugins: dict[str, str] = {}  # extra renderers: name = "package.module:Class"

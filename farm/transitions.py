@@ -114,7 +114,8 @@ def release_slot(pipe: Pipeline, job_id: str, renderer: str, outcome: str) -> No
 
 
 def event(pipe: Pipeline | Redis, **fields: str) -> None:
-    """Append to farm:events, the ordered record of slot starts/stops and cap changes."""
+    """Append to farm:events, the ordered record of slot starts/stops, cap changes, retries and
+    jobs' ends (``e=end``, ``s=finished|failed|canceled``: what webhooks are made from)."""
     pipe.xadd(keys.EVENTS, fields, maxlen=keys.EVENTS_MAXLEN, approximate=True)
 
 
@@ -182,6 +183,7 @@ def write_finished(
     )
     pipe.hdel(keys.job(job_id), keys.F_ERROR, keys.F_ERROR_KIND)
     rq_result(pipe, job_id, ttl, value=result)
+    event(pipe, e="end", job=job_id, s="finished")
 
 
 def write_failed(
@@ -201,6 +203,7 @@ def write_failed(
         },
     )
     rq_result(pipe, job_id, ttl, error=f"{kind.value}: {trim_error(error)}")
+    event(pipe, e="end", job=job_id, s="failed")
 
 
 def write_canceled(
@@ -210,6 +213,7 @@ def write_canceled(
     if history is not None:
         fields[keys.F_HISTORY] = history
     _terminal(pipe, job_id, priority, "canceled", "canceled", ttl, fields)
+    event(pipe, e="end", job=job_id, s="canceled")
 
 
 def write_scheduled(

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .. import policy
+from redis import Redis
+
+from .. import keys, policy
 from ..config import FarmConfig
 from ..connection import connect_redis, redact
 from ..errors import FarmError
@@ -64,6 +66,8 @@ def run_checks(config: FarmConfig) -> tuple[list[Check], int]:
             + (f", last beat {age:.0f}s ago" if age is not None else ""),
         )
     )
+    if config.notify.webhooks:
+        checks.append(_webhooks(connection, config))
     registry = Registry.from_config(config)
     for name in registry.names():
         try:
@@ -73,6 +77,22 @@ def run_checks(config: FarmConfig) -> tuple[list[Check], int]:
             continue
         checks.append(Check(name, "ok" if health.ok else "warn", health.detail))
     return checks, 0 if all(c.status == "ok" for c in checks) else 1
+
+
+def _webhooks(connection: Redis, config: FarmConfig) -> Check:
+    """Webhooks configured: the last try's outcome, and how many deliveries wait for a retry."""
+    from ..notify import outbox
+
+    count = len(config.notify.webhooks)
+    last = outbox.recent(connection, 1)
+    waiting = connection.zcard(keys.NOTIFY_DUE)
+    detail = f"{count} endpoint(s), {waiting} delivery(ies) waiting"
+    if not last:
+        return Check("webhooks", "ok", detail + "; none tried yet")
+    entry = last[0]
+    said = printable(f"{entry.get('event')} to {entry.get('target')}: {entry.get('outcome')}")
+    ok = str(entry.get("outcome", "")).startswith("delivered")
+    return Check("webhooks", "ok" if ok else "warn", f"{detail}; last: {said}")
 
 
 def doctor_text(checks: list[Check]) -> str:

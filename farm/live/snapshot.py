@@ -205,17 +205,26 @@ def _place_rows(state: FarmState, rows: list[JobRow]) -> list[JobRow]:
     return placed
 
 
-def alerts(config: FarmConfig, stats: FarmStats) -> tuple[str, ...]:
-    found = []
+def threshold_alerts(config: FarmConfig, stats: FarmStats) -> dict[str, str]:
+    """The [alerts] thresholds crossed now, by kind (``queue_depth``, ``failures_per_hour``,
+    ``avg_wait``): the TUI's banner and the scheduler's alert webhooks read the same ones."""
+    found = {}
     queued = sum(stats.counts[JobStatus.QUEUED].values())
     if queued > config.alerts.queue_depth:
-        found.append(f"queue depth {queued} > {config.alerts.queue_depth}")
+        found["queue_depth"] = f"queue depth {queued} > {config.alerts.queue_depth}"
     if stats.failed_last_hour > config.alerts.failures_per_hour:
-        found.append(
+        found["failures_per_hour"] = (
             f"{stats.failed_last_hour} failures in the last hour > {config.alerts.failures_per_hour}"
         )
     if stats.avg_wait is not None and stats.avg_wait > config.alerts.avg_wait_minutes * 60:
-        found.append(f"average wait {stats.avg_wait / 60:.0f} min > {config.alerts.avg_wait_minutes:g} min")
+        found["avg_wait"] = (
+            f"average wait {stats.avg_wait / 60:.0f} min > {config.alerts.avg_wait_minutes:g} min"
+        )
+    return found
+
+
+def alerts(config: FarmConfig, stats: FarmStats) -> tuple[str, ...]:
+    found = list(threshold_alerts(config, stats).values())
     if not stats.scheduler_alive:
         found.append("scheduler not running: no retries, no sweeps")
     if stats.workers == 0:

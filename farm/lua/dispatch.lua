@@ -80,6 +80,7 @@ local function fail_corrupt(id, field, prio)
     redis.call('ZADD', K.FAILED .. prio, math.ceil(now_num) + failed_ttl, id)
     redis.call('EXPIRE', jkey, failed_ttl)
     redis.call('EXPIRE', K.LOG .. id, failed_ttl)
+    redis.call('XADD', K.EVENTS, 'MAXLEN', '~', C.EVENTS_MAXLEN, '*', 'e', 'end', 'job', id, 's', 'failed')
 end
 
 if not whole(redis.call('GET', K.SEQ)) then redis.call('DEL', K.SEQ) end

@@ -9,6 +9,7 @@ The sweep runs in this process (not as a queued job a busy farm could starve), a
 lease expired are taken over on every tick (``sweep.take_over_expired``) — except right after the
 farm was unattended (Redis down, or no scheduler): then workers get one lease and margin to renew
 their leases and replay their journals before anything is taken from them.
+Webhooks (``farm.notify``) are delivered by a thread of this process when any are configured.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rq_scheduler import Scheduler
 from .. import caps, keys, transitions
 from ..config import FarmConfig
 from ..models import ErrorKind
+from ..notify.deliver import Notifier
 from ..records import read_job
 from ..rq_classes import FarmJob, FarmQueue
 from .sweep import SweepReport, server_time, sweep_once, take_over_expired
@@ -162,6 +164,10 @@ class SchedulerLoop:
         caps.seed(self.connection, self.config)
         self.scheduler.register_birth()
         log.info("farm scheduler %s started", self.scheduler.name)
+        notifier = None
+        if self.config.notify.webhooks:  # deliveries run beside the ticks: a slow endpoint never delays them
+            notifier = Notifier(self.connection, self.config, self.scheduler.name, self._stop)
+            notifier.start()
         failing = False
         try:
             while not self._stop.is_set():
@@ -180,6 +186,8 @@ class SchedulerLoop:
                     log.exception("scheduler: unexpected error in a tick; carrying on")
                 self._stop.wait(self.config.scheduler.interval)
         finally:
+            if notifier is not None:
+                notifier.join(self.config.notify.timeout + 1)
             with contextlib.suppress(RedisError):
                 self.scheduler.register_death()
             log.info("farm scheduler %s stopped", self.scheduler.name)
