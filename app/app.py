@@ -72,7 +72,10 @@ def run_tui(config: FarmConfig, url: str | None = None, *, stops_farm: bool | No
     (default: a given URL means ``farm up``), so the help tells the operator what ``q`` does.
     """
     source = RedisSource(config, url)
-    owner = url is not None if stops_farm is None else stops_farm
-    app_class = FarmUpApp if owner else FarmApp
     with logs_to_file(config.log_dir / "tui.log"):
-        app_class(source, title=f"farm · {redact(source.url)}").run()
+        app_class(url, stops_farm)(source, title=f"farm · {redact(source.url)}").run()
+
+
+def app_class(url: str | None, stops_farm: bool | None = None) -> type[FarmApp]:
+    """FarmUpApp for ``farm up`` (it passes the URL of the farm it started), else FarmApp."""
+    return FarmUpApp if (url is not None if stops_farm is None else stops_farm) else FarmApp

@@ -185,6 +185,10 @@ class FixedSource:
         self._check("")
         return safe(self._snapshot)
 
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        """What the next polls read (tests: the farm moving on)."""
+        self._snapshot = snapshot
+
     def job(self, job_id: str) -> JobInfo:
         self._check("")
         if job_id not in self._jobs:
