@@ -226,7 +226,10 @@ class FarmWorker(Worker):
         the flag within a second when idle; a running job finishes, or is requeued after
         ``shutdown_grace`` seconds."""
         self._stop_requested = True
-        self.set_shutdown_requested_date()
+        try:
+            self.set_shutdown_requested_date()  # RQ's record of it, in Redis
+        except redis.exceptions.RedisError:  # raised here, it would land in whatever code was running
+            self._shutdown_requested_date = rq_now()
 
     def request_force_stop(self, signum: int, frame: Any) -> None:
         """Second signal: stop now, but put the running job back in line instead of losing it."""
