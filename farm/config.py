@@ -141,6 +141,11 @@ class ServeConfig(_Section):
     token_env: str = "FARM_TOKEN"  # env var holding the farm token (else <data_dir>/token)
 
 
+class WebConfig(_Section):
+    bind: str = ""  # "HOST[:PORT]" for farm web to serve other boxes (the farm token required)
+    port: int = Field(8643, gt=0, lt=65536)  # with an empty bind: 127.0.0.1:<port>
+
+
 class AlertsConfig(_Section):
     queue_depth: int = Field(50, ge=0)
     failures_per_hour: int = Field(10, ge=0)
@@ -183,6 +188,7 @@ class FarmConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     notify: NotifyConfig = NotifyConfig()
     serve: ServeConfig = ServeConfig()
+    web: WebConfig = WebConfig()
     renderers: dict[str, dict[str, Any]] = {}  # [renderers.<name>]: that renderer's settings
     plugins: dict[str, str] = {}  # extra renderers: name = "package.module:Class"
 

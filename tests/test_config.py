@@ -64,6 +64,7 @@ def test_example_documents_every_key_with_its_default():
         "limits",
         "alerts",
         "notify",
+        "web",
     ):
         assert getattr(parsed, section) == getattr(defaults, section), section
     for key in _leaf_keys(FarmConfig):
