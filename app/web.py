@@ -29,7 +29,6 @@ from textual_serve.server import Server
 
 from farm.config import FarmConfig, load_config
 
-DEFAULT_PORT = 8643
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 COOKIE = "farm_web_token"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,11 +46,9 @@ def is_loopback(host: str) -> bool:
 
 def web_address(config: FarmConfig, port: int | None = None, bind: str | None = None) -> tuple[str, int]:
     """(host, port) to listen on: ``bind`` or ``[web] bind`` ("HOST[:PORT]"), else 127.0.0.1;
-    the port from ``--port``, the bind, ``[web] port`` or 8643. Read defensively: ``[web]`` may
-    not be in every config model."""
-    section = getattr(config, "web", None)
-    bind = bind or str(getattr(section, "bind", "") or "")
-    default_port = int(getattr(section, "port", DEFAULT_PORT) or DEFAULT_PORT)
+    the port from ``--port``, the bind, or ``[web] port`` (8643)."""
+    bind = bind or config.web.bind
+    default_port = config.web.port
     if bind:
         host, sep, bound_port = bind.rpartition(":")
         if not sep or "]" in bound_port or (host and ":" in host and not host.endswith("]")):

@@ -136,9 +136,12 @@ def tui(obj: Context) -> None:
 
 @cli.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="port (default [web] port)")
+@click.option(
+    "--bind", default=None, help='address to listen on, "HOST[:PORT]" (default [web] bind, else 127.0.0.1)'
+)
 @pass_ctx
-def web(obj: Context, port: int | None) -> None:
+def web(obj: Context, port: int | None, bind: str | None) -> None:
     """The terminal UI in a browser (loopback unless configured; the farm token elsewhere)."""
     from .up import load_ui
 
-    load_ui("web")(obj.config, port)
+    load_ui("web")(obj.config, port, bind=bind)

@@ -255,7 +255,7 @@ def run_up(
         print("farm up: stopped.", flush=True)
 
 
-def load_ui(name: str = "tui") -> Callable[[FarmConfig, Any], None]:
+def load_ui(name: str = "tui") -> Callable[..., None]:
     """A UI's entry point. The UI is a plugin (entry point group ``farm.ui``: ``tui`` is
     ``app.app:run_tui``, ``web`` is ``app.web:run_web``, registered by this distribution), so
     ``farm/`` depends on no UI code and importing the teammate API never loads Textual."""
