@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .models import Priority, Window
@@ -115,11 +115,21 @@ class SchedulerConfig(_Section):
 
 
 class WorkerConfig(_Section):
-    processes: int = Field(2, ge=1, le=256)
+    processes: int = Field(2, ge=0, le=256)  # with max_processes: the pool's minimum
+    max_processes: int = Field(0, ge=0, le=256)  # 0: a fixed pool of `processes`; else it scales up to this
+    idle_exit: float = Field(60.0, gt=0, le=86_400)  # seconds an idle process above the minimum lives on
     heartbeat_interval: float = Field(2.0, gt=0, le=60)
     cancel_poll: float = Field(0.25, gt=0, le=5)  # how often a busy worker checks for cancel/timeout
     shutdown_grace: float = Field(10.0, ge=0)  # SIGTERM: seconds to let a job finish before requeueing it
     lease: float = Field(5.0, ge=1, le=300)  # seconds a run's lease lasts without renewal
+
+    @model_validator(mode="after")
+    def _pool_size(self) -> WorkerConfig:
+        if self.max_processes and self.max_processes < self.processes:
+            raise ValueError(f"max_processes ({self.max_processes}) is below processes ({self.processes})")
+        if not self.max_processes and not self.processes:
+            raise ValueError("processes must be at least 1 (0 only as the minimum, with max_processes)")
+        return self
 
 
 class LimitsConfig(_Section):

@@ -13,6 +13,7 @@ RQ_QUEUES_SET = "rq:queues"
 RQ_SCHEDULED = "rq:scheduler:scheduled_jobs"  # rq-scheduler's zset of job id -> unix time
 RQ_SCHEDULED_REGISTRY = "rq:scheduled:"  # + priority: RQ's ScheduledJobRegistry (job id -> time)
 RQ_FAILED = "rq:failed:"  # + priority: RQ's failed registry (job id -> expiry)
+RQ_SUSPENDED = "rq:suspended"  # set by `rq suspend`: workers start nothing new
 
 PREFIX = "farm:"
 CAPS = PREFIX + "caps"  # hash: total, r:<renderer>, windows (fields below)
@@ -48,6 +49,12 @@ NOTIFY_LOCK = PREFIX + "notify:lock"  # string: the scheduler delivering (one fa
 METRICS = PREFIX + "metrics"  # hash: lifetime counters for /metrics (durations, failures, retries)
 SERVE = PREFIX + "serve"  # hash: url, store_id, at — where farm serve listens (published by it)
 POLICY = PREFIX + "policy"  # hash: version, digest, config, host, at — the farm's published policy
+POOLS = PREFIX + "pools"  # set of the names of worker pools that published a POOL record
+POOL = PREFIX + "pool:"  # + pool name: hash of POOL_FIELDS and POOL_WHERE, renewed each second
+POOL_STARTING = "starting"  # the POOL field scale.lua reserves workers in (started, not registered)
+# What `farm workers` and the TUI show of a pool (models.PoolInfo, read by live/roster.py).
+POOL_FIELDS = ("current", "target", "minimum", "maximum", "busy", "idle", POOL_STARTING, "eligible")
+POOL_WHERE = ("host", "pid", "at")  # and where and when it ran (unix time of its last report)
 REDIS_RESTARTS = PREFIX + "redis:restarts"  # hash: count, last (unix time) — `farm up` restarting Redis
 
 # RQ's own fields of the job hash that the farm's scripts read or write.
@@ -102,6 +109,11 @@ def rq_scheduled_registry(priority: str) -> str:
 
 def scheduled(priority: str) -> str:
     return SCHEDULED + priority
+
+
+def pool(name: str) -> str:
+    """A worker pool's published counts (farm worker --workers MIN:MAX)."""
+    return POOL + name
 
 
 def held(renderer: str) -> str:

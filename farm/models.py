@@ -159,6 +159,27 @@ class WorkerInfo(_Frozen):
     alive: bool = True
 
 
+class PoolInfo(_Frozen):
+    """A worker pool (``farm worker --workers N`` or ``MIN:MAX``) as it last reported, each second."""
+
+    name: str
+    host: str | None = None
+    pid: int | None = None
+    current: int = 0  # processes alive, the ones starting included
+    target: int = 0  # where it is heading: it starts processes up to this; idle ones above exit
+    minimum: int = 0
+    maximum: int = 0
+    busy: int = 0  # processes running a job
+    idle: int = 0
+    starting: int = 0  # started, not yet taking jobs
+    eligible: int = 0  # jobs that could start now, as counted by the pool (no further than mattered)
+    at: datetime | None = None  # its last report
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.minimum < self.maximum
+
+
 class RendererStats(_Frozen):
     running: int = 0
     cap: int | None = None

@@ -10,7 +10,7 @@ comments. The scripts are registered once per connection (EVALSHA, reloaded if R
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -34,6 +34,10 @@ KEY_NAMES = {
     "LEASES": keys.LEASES,
     "CAPS": keys.CAPS,
     "PAUSED": keys.PAUSED,
+    "HEARTBEATS": keys.HEARTBEATS,
+    "POOLS": keys.POOLS,
+    "POOL": keys.POOL,
+    "SUSPENDED": keys.RQ_SUSPENDED,
     "HELD": keys.HELD,
     "HELD_SET": keys.HELD_RENDERERS,
     "SEQ": keys.SEQ,
@@ -61,6 +65,7 @@ CONSTANTS: dict[str, Any] = {
     "SLOT_SEP": keys.SLOT_SEP,
     "PRIOS": [p.value for p in PRIORITY_ORDER],
     "DEFAULT_PRIO": Priority.MEDIUM.value,
+    "POOL_STARTING": keys.POOL_STARTING,
 }
 
 
@@ -104,6 +109,23 @@ class Idle:
     reason: Literal["empty", "blocked", "busy"]
 
 
+@dataclass(frozen=True)
+class Scaling:
+    """scale.lua's decision for one pool: start ``add`` workers, heading for ``target``; what it
+    saw: ``eligible`` jobs that could start now (counted no further than mattered), this pool's
+    ``busy``, ``idle`` and ``starting`` workers (``add`` included), and elsewhere (other pools,
+    other boxes) ``idle_elsewhere`` workers and ``starting_elsewhere`` reserved ones."""
+
+    add: int
+    target: int
+    eligible: int
+    busy: int
+    idle: int
+    starting: int
+    idle_elsewhere: int
+    starting_elsewhere: int
+
+
 class Scripts:
     """The farm's scripts, registered on one connection."""
 
@@ -113,6 +135,7 @@ class Scripts:
         self._fenced = connection.register_script(source("fenced"))
         self._lease = connection.register_script(source("lease"))
         self._heartbeat = connection.register_script(source("heartbeat"))
+        self._scale = connection.register_script(source("scale"))
 
     def dispatch(
         self,
@@ -161,6 +184,37 @@ class Scripts:
     def heartbeat(self, worker: str) -> float:
         """Record the worker's heartbeat with the Redis server's clock; returns the time used."""
         return float(self._heartbeat(keys=[keys.HEARTBEATS], args=[worker]))
+
+    def scale(
+        self,
+        pool: str,
+        *,
+        minimum: int,
+        maximum: int,
+        alive_within: float,
+        ttl: int,
+        budget: int,
+        total_cap: int,
+        renderer_caps: Mapping[str, int],
+        workers: Sequence[str],
+        gone: Sequence[str],
+    ) -> Scaling:
+        """How many workers the pool ``pool`` starts now, reserved for it (see scale.lua)."""
+        reply = self._scale(
+            args=[
+                pool,
+                minimum,
+                maximum,
+                alive_within,
+                ttl,
+                budget,
+                total_cap,
+                json.dumps(dict(renderer_caps)),
+                json.dumps(list(workers)),
+                json.dumps(list(gone)),
+            ]
+        )
+        return Scaling(*(int(value) for value in reply))
 
 
 _by_connection: dict[int, tuple[Redis, Scripts]] = {}

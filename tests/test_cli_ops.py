@@ -94,7 +94,7 @@ def test_workers_and_audit(farm: Farm, procs, connection):
     out = farm_cli("workers")
     assert out.returncode == 0 and "ops-test" in out.stdout and "idle" in out.stdout
     listed = json.loads(farm_cli("workers", "--json").stdout)
-    assert [w["name"] for w in listed if w["alive"]] == ["ops-test"]
+    assert [w["name"] for w in listed["workers"] if w["alive"]] == ["ops-test"] and listed["pools"] == []
     assert farm_cli("pause", "low").returncode == 0
     out = farm_cli("audit")
     assert out.returncode == 0 and "pause" in out.stdout and "low" in out.stdout

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import FarmError, InvalidJobError
-from .group import Context, as_json_text, cli, pass_ctx
+from .group import POOL_SIZE, Context, as_json_text, cli, pass_ctx
+
+if TYPE_CHECKING:
+    from ..worker.scaling import PoolSize
 
 # -- farm-wide ---------------------------------------------------------------------------------
 
@@ -88,11 +92,28 @@ def doctor(obj: Context, as_json: bool) -> None:
 @pass_ctx
 def workers(obj: Context, as_json: bool) -> None:
     """List workers: name, host, pid, state, current job, last heartbeat (dead ones until RQ
-    forgets them)."""
-    from .views import workers_table
+    forgets them); then each worker pool's processes now and the number it is heading for."""
+    from ..connection import redis_errors
+    from ..live.roster import list_pools
+    from .views import pools_table, workers_table
 
-    found = obj.farm().workers()
-    click.echo(as_json_text([w.model_dump(mode="json") for w in found]) if as_json else workers_table(found))
+    farm = obj.farm()
+    found = farm.workers()
+    with redis_errors("workers"):
+        pools = list_pools(farm.connection)
+    if as_json:
+        click.echo(
+            as_json_text(
+                {
+                    "workers": [w.model_dump(mode="json") for w in found],
+                    "pools": [p.model_dump(mode="json") | {"autoscaling": p.autoscaling} for p in pools],
+                }
+            )
+        )
+        return
+    click.echo(workers_table(found))
+    if pools:
+        click.echo("\n" + pools_table(pools))
 
 
 @cli.command()
@@ -113,9 +134,9 @@ def audit(obj: Context, limit: int, as_json: bool) -> None:
 @click.option(
     "--workers",
     "-n",
-    type=click.IntRange(1, 256),
+    type=POOL_SIZE,
     default=None,
-    help="worker processes (default [worker] processes)",
+    help="worker processes, N or MIN:MAX (default [worker] processes, max_processes)",
 )
 @click.option(
     "--directory",
@@ -125,14 +146,16 @@ def audit(obj: Context, limit: int, as_json: bool) -> None:
 )
 @click.option("--user", default=None, help="the user the programs run as (default: you)")
 @pass_ctx
-def supervisor_config(obj: Context, workers: int | None, directory: Path | None, user: str | None) -> None:
+def supervisor_config(
+    obj: Context, workers: PoolSize | None, directory: Path | None, user: str | None
+) -> None:
     """Print a supervisor config for Redis, farm serve, the scheduler and workers on this host
     (creates the log dir, which supervisord needs before it starts them)."""
+    from ..worker.scaling import PoolSize
     from .supervisor import render_supervisor_config
 
-    text = render_supervisor_config(
-        obj.config, workers or obj.config.worker.processes, directory=directory, user=user
-    )
+    size = workers or PoolSize.from_config(obj.config.worker)
+    text = render_supervisor_config(obj.config, size, directory=directory, user=user)
     click.echo(text, nl=False)
 
 
@@ -150,9 +173,9 @@ def token(obj: Context) -> None:
 @click.option(
     "--workers",
     "-n",
-    type=click.IntRange(1, 256),
+    type=POOL_SIZE,
     default=None,
-    help="worker processes (default [worker] processes)",
+    help="worker processes, N or MIN:MAX (default [worker] processes, max_processes)",
 )
 @click.option(
     "--directory",
@@ -170,10 +193,11 @@ def token(obj: Context) -> None:
 )
 @pass_ctx
 def systemd_config(
-    obj: Context, workers: int | None, directory: Path | None, user: str | None, output_dir: Path | None
+    obj: Context, workers: PoolSize | None, directory: Path | None, user: str | None, output_dir: Path | None
 ) -> None:
     """Print (or write) systemd units for Redis, farm serve, the scheduler and workers, and
     farm.target to start and stop them together (Redis first and last)."""
+    from ..worker.scaling import PoolSize
     from .supervisor import account, farm_command
     from .systemd import render_units
 
@@ -181,7 +205,7 @@ def systemd_config(
     farm = farm_command() + (f" --config {Path(config.source).resolve()}" if config.source else "")
     units = render_units(
         config,
-        workers or config.worker.processes,
+        workers or PoolSize.from_config(config.worker),
         farm=farm,
         directory=(directory or Path.cwd()).resolve(),
         user=user or account()[0],

@@ -50,6 +50,25 @@ def as_json_text(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=True)
 
 
+class PoolSizeType(click.ParamType):
+    """``N`` (a fixed pool) or ``MIN:MAX`` (it scales between them), as a ``PoolSize``."""
+
+    name = "N|MIN:MAX"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from ..worker.scaling import PoolSize
+
+        if isinstance(value, PoolSize):
+            return value
+        try:
+            return PoolSize.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+POOL_SIZE = PoolSizeType()
+
+
 class FarmGroup(click.Group):
     """Turns FarmErrors into one line on stderr and the right exit code. Anything unexpected is
     one line too (``-v`` shows its traceback)."""

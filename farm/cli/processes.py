@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .group import Context, cli, pass_ctx
+from .group import POOL_SIZE, Context, cli, pass_ctx
 
 if TYPE_CHECKING:
     from redis import Redis
+
+    from ..worker.scaling import PoolSize
 
 log = logging.getLogger("farm.cli")
 
@@ -49,17 +51,19 @@ def connect_when_up(obj: Context, url: str) -> Redis:
     "--processes",
     "-n",
     "processes",
-    type=click.IntRange(1, 256),
+    type=POOL_SIZE,
     default=None,
-    help="worker processes (default [worker] processes; --processes is the old name)",
+    help="worker processes: N, or MIN:MAX to scale with the work that can start now "
+    "(default [worker] processes, max_processes; --processes is the old name)",
 )
 @click.option("--name", default=None, help="worker name (a prefix when --workers > 1)")
 @click.option("--burst", is_flag=True, help="quit when there is nothing left to do")
 @pass_ctx
-def worker(obj: Context, processes: int | None, name: str | None, burst: bool) -> None:
+def worker(obj: Context, processes: PoolSize | None, name: str | None, burst: bool) -> None:
     """Run workers serving high, medium, low (in that order)."""
     from .. import caps, policy
     from ..worker.pool import FarmWorkerPool
+    from ..worker.scaling import PoolSize
     from ..worker.worker import FarmWorker
 
     url = obj.config.redis_url()
@@ -67,13 +71,12 @@ def worker(obj: Context, processes: int | None, name: str | None, burst: bool) -
     caps.seed(connection, obj.config)
     policy.publish(connection, obj.config, only_if_absent=True)  # the render host's wins once it runs
     config = policy.apply(obj.config, policy.read(connection), submit_side=False)
-    count = processes or config.worker.processes
-    if count == 1:
+    size = processes or PoolSize.from_config(config.worker)
+    if size.fixed and size.maximum == 1:
         FarmWorker(connection=connection, config=config, name=name).work(burst=burst, logging_level="INFO")
     else:
-        FarmWorkerPool(url, connection, config, count, name_prefix=name).start(
-            burst=burst, logging_level="INFO"
-        )
+        pool = FarmWorkerPool(url, connection, config, size, name_prefix=name)
+        pool.start(burst=burst, logging_level="INFO")
 
 
 @cli.command()
@@ -114,15 +117,24 @@ def serve(obj: Context, port: int | None) -> None:
 
 
 @cli.command()
-@click.option("--workers", "-n", type=click.IntRange(1, 256), default=None, help="worker processes")
+@click.option(
+    "--workers",
+    "--processes",
+    "-n",
+    "workers",
+    type=POOL_SIZE,
+    default=None,
+    help="worker processes: N, or MIN:MAX to scale with the work (default [worker] processes, max_processes)",
+)
 @click.option("--demo", is_flag=True, help="keep a trickle of demo jobs flowing")
 @click.option("--no-tui", is_flag=True, help="run headless (Ctrl-C stops everything)")
 @pass_ctx
-def up(obj: Context, workers: int | None, demo: bool, no_tui: bool) -> None:
+def up(obj: Context, workers: PoolSize | None, demo: bool, no_tui: bool) -> None:
     """All-in-one: Redis (if none is configured), scheduler, workers, and the TUI."""
+    from ..worker.scaling import PoolSize
     from .up import run_up
 
-    run_up(obj.config, workers=workers or obj.config.worker.processes, demo=demo, tui=not no_tui)
+    run_up(obj.config, workers=workers or PoolSize.from_config(obj.config.worker), demo=demo, tui=not no_tui)
 
 
 @cli.command()

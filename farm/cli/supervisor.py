@@ -21,10 +21,14 @@ import os
 import pwd
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import FarmConfig
 from ..errors import FarmError
 from .redis_foreground import REDIS_STOP_SECONDS, drain_limit
+
+if TYPE_CHECKING:
+    from ..worker.scaling import PoolSize
 
 WORKER_STOP_MARGIN = 20  # seconds past shutdown_grace before supervisord SIGKILLs the workers
 PRIORITIES = {"redis": 10, "serve": 20, "scheduler": 30, "worker": 40}
@@ -94,7 +98,7 @@ def _escape(value: object) -> str:
 
 
 def render_supervisor_config(
-    config: FarmConfig, workers: int, *, directory: Path | None = None, user: str | None = None
+    config: FarmConfig, workers: PoolSize | int, *, directory: Path | None = None, user: str | None = None
 ) -> str:
     """The config text; creates the log dir (see the module docstring)."""
     user, home = account(user)

@@ -18,10 +18,14 @@ the workers, with the guarantees of ``farm supervisor-config`` (``deploy/systemd
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import FarmConfig
 from .redis_foreground import REDIS_STOP_SECONDS, drain_limit
 from .supervisor import WORKER_STOP_MARGIN
+
+if TYPE_CHECKING:
+    from ..worker.scaling import PoolSize
 
 ENV_FILE = "/etc/farm/farm.env"
 
@@ -69,7 +73,7 @@ def _escape(value: object) -> str:
 
 def render_units(
     config: FarmConfig,
-    workers: int,
+    workers: PoolSize | int,
     *,
     farm: str,
     directory: Path,

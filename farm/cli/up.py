@@ -21,13 +21,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import caps, keys, policy
 from ..config import ANY_ADDRESS, REDIS_URL_ENV, FarmConfig
 from ..connection import connect_redis, redact
 from ..errors import FarmError
 from .embedded import EmbeddedRedis
+
+if TYPE_CHECKING:
+    from ..worker.scaling import PoolSize
 
 log = logging.getLogger("farm.up")
 
@@ -180,7 +183,7 @@ class Children:
         proc.wait()
 
 
-def start_farm(config: FarmConfig, workers: int) -> tuple[str, EmbeddedRedis | None, Children]:
+def start_farm(config: FarmConfig, workers: PoolSize | int) -> tuple[str, EmbeddedRedis | None, Children]:
     embedded = None
     if not (os.environ.get(REDIS_URL_ENV) or config.redis.url):
         embedded = EmbeddedRedis(config)
@@ -211,7 +214,7 @@ def banner(config: FarmConfig, url: str) -> list[str]:
 
 def run_up(
     config: FarmConfig,
-    workers: int,
+    workers: PoolSize | int,
     demo: bool,
     tui: bool,
     run_ui: Callable[[FarmConfig, str], None] | None = None,
@@ -236,7 +239,8 @@ def run_up(
             (run_ui or load_ui())(config, url)
         else:
             print(
-                f"farm up: {workers} workers, scheduler, farm serve{', demo jobs' if demo else ''}; "
+                f"farm up: {workers} workers{' (scaling with the work)' if ':' in str(workers) else ''}, "
+                f"scheduler, farm serve{', demo jobs' if demo else ''}; "
                 f"logs in {config.log_dir}. Ctrl-C stops.",
                 *(f"  {line}" for line in banner(config, url)),
                 sep="\n",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, WorkerInfo
+from ..models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, PoolInfo, WorkerInfo
 from ..terminal import printable
 
 BAR_WIDTH = 30
@@ -134,6 +134,27 @@ def workers_table(workers: list[WorkerInfo]) -> str:
                 w.state,
                 (w.current_job or "-")[:12],
                 f"{_ago(w.last_heartbeat)} ago" if w.last_heartbeat else "-",
+            )
+        )
+    return _table(rows)
+
+
+def pools_table(pools: list[PoolInfo]) -> str:
+    """Each pool's processes now and its target: ``2 -> 4`` while it starts workers for waiting
+    jobs, ``4 -> 1`` while idle ones above the minimum wait out ``worker.idle_exit``."""
+    rows = [("POOL", "HOST", "SIZE", "PROCESSES", "BUSY", "IDLE", "STARTING", "CAN START", "REPORTED")]
+    for p in pools:
+        rows.append(
+            (
+                p.name,
+                p.host or "-",
+                f"{p.minimum}:{p.maximum}" if p.autoscaling else f"{p.maximum} (fixed)",
+                str(p.current) if p.target == p.current else f"{p.current} -> {p.target}",
+                str(p.busy),
+                str(p.idle),
+                str(p.starting),
+                str(p.eligible),
+                f"{_ago(p.at)} ago" if p.at else "-",
             )
         )
     return _table(rows)

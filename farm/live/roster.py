@@ -1,4 +1,5 @@
-"""Who is working: RQ's worker registrations joined with the farm's heartbeats and slots."""
+"""Who is working: RQ's worker registrations joined with the farm's heartbeats and slots; and the
+worker pools with their process counts (``list_pools``, for ``farm workers`` and the TUI)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from rq.worker import Worker
 
 from .. import keys
 from ..config import FarmConfig
-from ..models import WorkerInfo
+from ..models import PoolInfo, WorkerInfo
 from ..records import Slot
 from ..rq_classes import FarmJob, FarmQueue
 from ..timeutil import from_ts
@@ -44,3 +45,44 @@ def list_workers(connection: Redis, config: FarmConfig) -> list[WorkerInfo]:
         )
     infos.sort(key=lambda w: (not w.alive, w.name))
     return infos
+
+
+def list_pools(connection: Redis) -> list[PoolInfo]:
+    """The worker pools that reported in the last few seconds (``farm worker --workers N`` or
+    ``MIN:MAX`` on any box), by name. Two round trips; never raises on a bad record."""
+    names = sorted(n.decode("utf-8", "replace") for n in connection.smembers(keys.POOLS))
+    fields = keys.POOL_FIELDS + keys.POOL_WHERE
+    with connection.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hmget(keys.pool(name), fields)
+        rows = pipe.execute()
+    pools = []
+    for name, row in zip(names, rows, strict=True):
+        if not any(row):
+            continue  # expired: its pool stopped reporting
+        texts = (v.decode("utf-8", "replace") if v is not None else "" for v in row)
+        raw = dict(zip(fields, texts, strict=True))
+        counts = {field: _count(raw[field]) for field in keys.POOL_FIELDS}
+        at = _number(raw["at"])
+        pools.append(
+            PoolInfo(
+                name=name,
+                host=raw["host"] or None,
+                pid=_count(raw["pid"]) or None,
+                at=from_ts(at) if at else None,
+                **counts,
+            )
+        )
+    return pools
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return 0.0
+    return value if 0 <= value < 1e12 else 0.0
+
+
+def _count(text: str) -> int:
+    return int(_number(text))
