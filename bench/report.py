@@ -29,7 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 NOT_BENCHMARKS = {"__init__", "common", "noop", "celery_peer", "report"}
-ORDER = ["submit", "dispatch", "utilization", "latency", "recovery", "ui", "metrics", "transfer", "chaos"]
+ORDER = [
+    "submit",
+    "dispatch",
+    "utilization",
+    "autoscale",
+    "latency",
+    "recovery",
+    "ui",
+    "metrics",
+    "transfer",
+    "chaos",
+]
 
 
 @dataclass
