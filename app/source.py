@@ -37,6 +37,8 @@ class Source(Protocol):
     def snapshot(self, rows: int = ROWS) -> Snapshot: ...
     def job(self, job_id: str) -> JobInfo: ...
     def log_tail(self, job_id: str, lines: int = 200) -> list[str]: ...
+    def dependents(self, job_id: str) -> list[str]: ...
+    def resolve_id(self, text: str) -> str: ...
     def workers(self) -> list[WorkerInfo]: ...
     def submit(self, renderer: str, params: Mapping[str, Any], **options: Any) -> str: ...
     def cancel(self, job_id: str) -> JobInfo: ...
@@ -106,6 +108,14 @@ class RedisSource:
     def log_tail(self, job_id: str, lines: int = 200) -> list[str]:
         with redis_errors("log_tail"):
             return sanitized(self.farm.log_tail(job_id, lines))
+
+    def dependents(self, job_id: str) -> list[str]:
+        with redis_errors("dependents"):
+            return sanitized(self.farm.dependents(job_id))
+
+    def resolve_id(self, text: str) -> str:
+        with redis_errors("find job"):
+            return self.farm.resolve_id(text)
 
     def workers(self) -> list[WorkerInfo]:
         with redis_errors("workers"):
@@ -198,6 +208,14 @@ class FixedSource:
     def log_tail(self, job_id: str, lines: int = 200) -> list[str]:
         self._check("")
         return sanitized(self._logs.get(job_id, [])[-lines:])
+
+    def dependents(self, job_id: str) -> list[str]:
+        self._check("")
+        return [j for j, info in self._jobs.items() if job_id in info.after]
+
+    def resolve_id(self, text: str) -> str:
+        self._check("")
+        return text
 
     def workers(self) -> list[WorkerInfo]:
         self._check("")

@@ -17,7 +17,7 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.serializers import JSONSerializer
 
-from . import audit, keys, policy, transitions
+from . import audit, keys, policy, scripts, transitions
 from .caps import apply_changes, validate_changes
 from .config import FarmConfig, load_config
 from .connection import connect_redis, no_retry, redact, redis_errors
@@ -28,6 +28,7 @@ from .live.placement import place_job, wait_reason
 from .live.roster import list_workers
 from .live.state import FarmState, read_state, stats_from_state
 from .models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, OutputFile, Priority, WorkerInfo
+from .pipelines import deps
 from .records import farm_status, info_from_hash, read_job
 from .render import Registry
 from .submit import JOB_ID_RE, JobSpec, QueueCache, build_spec, build_specs, enqueue_specs
@@ -129,12 +130,17 @@ class Farm:
         max_retries: int | None = None,
         job_id: str | None = None,
         files: Sequence[str | os.PathLike[str]] | None = None,
+        after: Sequence[str] | None = None,
     ) -> str:
         """Validate (before any Redis write) and enqueue one render; returns its job id.
 
         ``files`` are uploaded with the job (to ``farm serve``): a relative path keeps its relative
         name, an absolute one its base name, and relative paths in ``params`` resolve against
-        them first, then against the farm's input roots. All or nothing."""
+        them first, then against the farm's input roots. All or nothing.
+
+        ``after``: job ids this one waits for; it stays queued (``wait_reason`` "after <id8> ...")
+        until all have finished, and is canceled if one fails or is canceled. A param may name an
+        earlier job's output as ``"job:<id>/<name>"`` (that job is waited for too)."""
         planned = jobs.plan(files, self.config)
         spec = build_spec(
             self.config,
@@ -147,12 +153,16 @@ class Farm:
             timeout=timeout,
             max_retries=max_retries,
             job_id=job_id,
+            after=after,
         )
         jobs.submit_with_files(self._writer, self.config, [spec], [planned], self._enqueue)
         return spec.job_id
 
     def submit_many(self, requests: Sequence[Mapping[str, Any]]) -> builtins.list[str]:
-        """Bulk submit, all-or-nothing: every request is validated before one pipelined write."""
+        """Bulk submit, all-or-nothing: every request is validated before one pipelined write.
+
+        A whole pipeline in one call: a request's ``after`` may hold indexes of earlier (or later)
+        requests of the batch, and its params ``"job:#<index>/<name>"``; cycles are refused."""
         specs = build_specs(self.config, self.registry, requests)
         plans = [jobs.plan(request.get("files"), self.config) for request in requests]
         if specs:
@@ -202,6 +212,12 @@ class Farm:
         if not raw:
             raise JobNotFoundError(f"no job {job_id!r}")
         return raw
+
+    def dependents(self, job_id: str) -> builtins.list[str]:
+        """The jobs that were submitted to wait for this one (after=), still known to Redis."""
+        with redis_errors("dependents"):
+            members = self.connection.smembers(keys.dependents(_check_id(job_id)))
+        return sorted(m.decode("utf-8", "replace") for m in members)
 
     def get(self, job_id: str) -> JobInfo:
         info = info_from_hash(job_id, self._raw(job_id))
@@ -289,12 +305,13 @@ class Farm:
         self,
         action: str,
         job_id: str,
-        plan: Callable[[dict[bytes, bytes], JobStatus], Callable[[Pipeline], None]],
+        plan: Callable[[dict[bytes, bytes], JobStatus, Pipeline], Callable[[Pipeline], None]],
     ) -> JobStatus:
         """Change a job in one MULTI/EXEC, retried if the job changed meanwhile (WATCH).
 
-        ``plan`` sees the job's hash and status, raises if the change is not allowed, and returns
-        the writes; the audit entry is committed with them. Returns the status it started from.
+        ``plan`` sees the job's hash and status (and the watching pipeline, to watch and read more),
+        raises if the change is not allowed, and returns the writes; the audit entry is committed
+        with them. Returns the status it started from.
         """
         job_key = keys.job(_check_id(job_id))
         with redis_errors(action, may_have_applied=job_id), self._writer.pipeline() as pipe:
@@ -305,7 +322,7 @@ class Farm:
                     if not raw:
                         raise JobNotFoundError(f"no job {job_id!r}")
                     status = farm_status(raw)
-                    writes = plan(raw, status)
+                    writes = plan(raw, status, pipe)
                     pipe.multi()
                     writes(pipe)
                     audit.record(pipe, self.who, action, job_id, f"was {status.value}")
@@ -317,7 +334,7 @@ class Farm:
     def cancel(self, job_id: str) -> JobInfo:
         """Queued/scheduled: never runs. Running: its process tree is killed (confirmed within ~2 s)."""
 
-        def plan(raw: dict[bytes, bytes], status: JobStatus) -> Callable[[Pipeline], None]:
+        def plan(raw: dict[bytes, bytes], status: JobStatus, _: Pipeline) -> Callable[[Pipeline], None]:
             if status.terminal:
                 raise InvalidTransitionError(f"job {job_id} is already {status.value}")
             info = info_from_hash(job_id, raw)
@@ -348,7 +365,9 @@ class Farm:
     def retry(self, job_id: str) -> JobInfo:
         """A failed or canceled job goes back to its queue now; its attempt history is kept."""
 
-        def plan(raw: dict[bytes, bytes], status: JobStatus) -> Callable[[Pipeline], None]:
+        def plan(
+            raw: dict[bytes, bytes], status: JobStatus, watching: Pipeline
+        ) -> Callable[[Pipeline], None]:
             if status not in (JobStatus.FAILED, JobStatus.CANCELED):
                 raise InvalidTransitionError(
                     f"job {job_id} is {status.value}; only failed or canceled jobs can be retried"
@@ -356,12 +375,19 @@ class Farm:
             record = read_job(job_id, raw)
             priority = record.priority.value
             attempts = record.attempts
+            if record.after:
+                watching.watch(*map(keys.job, record.after))
+            waits_for = deps.retry_plan(watching, job_id, record.after) if record.after else ()
 
             def writes(pipe: Pipeline) -> None:
                 transitions.remove_from_ended(pipe, job_id, priority)
-                transitions.write_requeued(
-                    pipe, job_id, priority, front=False, fields={keys.F_RETRY_BASE: attempts}
-                )
+                if waits_for:  # its dependencies were retried too and have not finished yet
+                    deps.write_waiting_again(pipe, job_id, priority, waits_for, {keys.F_RETRY_BASE: attempts})
+                else:
+                    transitions.write_requeued(
+                        pipe, job_id, priority, front=False, fields={keys.F_RETRY_BASE: attempts}
+                    )
+                scripts.queue_rewait(pipe, job_id)  # the jobs its failure canceled wait for it again
 
             return writes
 

@@ -13,6 +13,11 @@ RQ_QUEUES_SET = "rq:queues"
 RQ_SCHEDULED = "rq:scheduler:scheduled_jobs"  # rq-scheduler's zset of job id -> unix time
 RQ_SCHEDULED_REGISTRY = "rq:scheduled:"  # + priority: RQ's ScheduledJobRegistry (job id -> time)
 RQ_FAILED = "rq:failed:"  # + priority: RQ's failed registry (job id -> expiry)
+RQ_CANCELED = "rq:canceled:"  # + priority: RQ's canceled registry (job id -> expiry)
+RQ_DEFERRED = "rq:deferred:"  # + priority: RQ's DeferredJobRegistry (jobs waiting on others)
+RQ_DEPENDENTS = ":dependents"  # rq:job:<id> + this: RQ's set of the jobs waiting on <id>
+RQ_DEPENDENCIES = ":dependencies"  # rq:job::<id> + this: RQ's set of the jobs <id> waits on
+RQ_DEPENDENCY_IDS = "dependency_ids"  # RQ's job field: JSON list of the jobs this one waits on
 RQ_SUSPENDED = "rq:suspended"  # set by `rq suspend`: workers start nothing new
 
 PREFIX = "farm:"
@@ -88,6 +93,7 @@ F_LINE = "farm_line"  # place in line, given when the job left its queue; a requ
 F_FILES = "farm_files"  # JSON list of {name, size, sha256}: inputs uploaded with the submit
 F_SUBMITTER = "farm_by"  # who submitted it (Farm.connect(who=...), else user@host)
 F_ENDED_BY = "farm_ended_by"  # token of the run whose end was recorded (claims are idempotent)
+F_DEP_CANCELED = "farm_dep_canceled"  # the failed job whose end canceled this one (after=)
 
 
 def queue(priority: str) -> str:
@@ -96,6 +102,21 @@ def queue(priority: str) -> str:
 
 def job(job_id: str) -> str:
     return RQ_JOB + job_id
+
+
+def dependents(job_id: str) -> str:
+    """RQ's set of the jobs that wait for ``job_id`` (submit's ``after=``)."""
+    return RQ_JOB + job_id + RQ_DEPENDENTS
+
+
+def dependencies(job_id: str) -> str:
+    """RQ's set of the jobs ``job_id`` waits for (``Job.dependency_ids`` reads it). RQ 3.0 spells
+    it with a double colon (``rq:job::<id>:dependencies``); a test keeps this in step with RQ."""
+    return RQ_JOB + ":" + job_id + RQ_DEPENDENCIES
+
+
+def deferred(priority: str) -> str:
+    return RQ_DEFERRED + priority
 
 
 def owner(job_id: str) -> str:

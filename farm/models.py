@@ -103,6 +103,7 @@ class JobInfo(_Frozen):
     cancel_requested: bool = False
     by: str | None = None  # who submitted it
     files: tuple[dict[str, Any], ...] = ()  # inputs uploaded with it: name, size, sha256
+    after: tuple[str, ...] = ()  # the jobs it waits for (submit's after= and job:<id>/ references)
 
 
 class OutputFile(_Frozen):

@@ -220,6 +220,7 @@ class JobRecord:
     ended_by: str | None
     by: str | None
     files: tuple[dict[str, Any], ...]
+    after: tuple[str, ...]
     corrupt: tuple[str, ...]
 
     @property
@@ -263,6 +264,20 @@ def _files(fields: _Fields) -> tuple[dict[str, Any], ...]:
     )
     if not good:
         fields.bad(keys.F_FILES)
+        return ()
+    return tuple(items)
+
+
+def _after(fields: _Fields) -> tuple[str, ...]:
+    blob = fields.text(keys.RQ_DEPENDENCY_IDS)
+    if blob is None:
+        return ()
+    try:
+        items = safe_json(blob)
+    except ValueError:
+        items = None
+    if not isinstance(items, list) or not all(isinstance(i, str) and 0 < len(i) <= 128 for i in items):
+        fields.bad(keys.RQ_DEPENDENCY_IDS)
         return ()
     return tuple(items)
 
@@ -335,6 +350,7 @@ def read_job(job_id: str, raw: Raw) -> JobRecord:
         ended_by=f.text(keys.F_ENDED_BY),
         by=f.text(keys.F_SUBMITTER),
         files=_files(f),
+        after=_after(f),
         corrupt=tuple(f.corrupt),
     )
 
@@ -426,6 +442,7 @@ def info_from_record(record: JobRecord, **extra: Any) -> JobInfo:
         cancel_requested=bool(record.cancel),
         by=record.by,
         files=record.files,
+        after=record.after,
         **extra,
     )
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.commands.core import Script
 
 from . import keys
 from .models import PRIORITY_ORDER, ErrorKind, Priority
@@ -44,6 +45,10 @@ KEY_NAMES = {
     "WAKE": keys.WAKE,
     "EVENTS": keys.EVENTS,
     "LOG": keys.LOG,
+    "DEPENDENTS": keys.RQ_DEPENDENTS,
+    "DEFERRED": keys.RQ_DEFERRED,
+    "CANCELED": keys.RQ_CANCELED,
+    "QUEUES_SET": keys.RQ_QUEUES_SET,
 }
 FIELD_NAMES = {
     "STATUS": keys.RQ_STATUS,
@@ -52,6 +57,8 @@ FIELD_NAMES = {
     "STARTED": keys.RQ_STARTED,
     "ENDED": keys.RQ_ENDED,
     "HEARTBEAT": keys.RQ_HEARTBEAT,
+    "DEPENDENCY_IDS": keys.RQ_DEPENDENCY_IDS,
+    "FAILURE_TTL": "failure_ttl",
     **{name[2:]: value for name, value in vars(keys).items() if name.startswith("F_")},
 }
 CONSTANTS: dict[str, Any] = {
@@ -60,6 +67,8 @@ CONSTANTS: dict[str, Any] = {
     "CAPS_WINDOWS": keys.CAPS_WINDOWS,
     "CORRUPT": CORRUPT,
     "INVALID_INPUT": ErrorKind.INVALID_INPUT.value,
+    "CANCELED": ErrorKind.CANCELED.value,
+    "CANCELED_TTL": 7 * 86_400,  # a canceled dependent whose hash names no failure_ttl
     "BAND": keys.HELD_BAND,
     "EVENTS_MAXLEN": keys.EVENTS_MAXLEN,
     "SLOT_SEP": keys.SLOT_SEP,
@@ -86,10 +95,18 @@ def header() -> str:
     return "\n".join(lines) + "\n"
 
 
+# Scripts that end jobs load after.lua first (what an end does to the jobs waiting on it).
+LIBRARIES = {"fenced": ("after",), "dispatch": ("after",), "ended": ("after",), "rewait": ("after",)}
+
+
+def _read(name: str) -> str:
+    return (Path(__file__).parent / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
 @cache
 def source(name: str) -> str:
-    """A script's full source: the generated header, then ``farm/lua/<name>.lua``."""
-    return header() + (Path(__file__).parent / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    """A script's full source: the generated header, its libraries, then ``farm/lua/<name>.lua``."""
+    return header() + "".join(_read(lib) for lib in LIBRARIES.get(name, ())) + _read(name)
 
 
 @dataclass(frozen=True)
@@ -215,6 +232,23 @@ class Scripts:
             ]
         )
         return Scaling(*(int(value) for value in reply))
+
+
+@cache
+def _unbound(name: str) -> Script:
+    """A script for pipelines only (called with ``client=``): bound to no connection."""
+    return Script(None, source(name).encode("utf-8"))
+
+
+def queue_ended(pipe: Pipeline, job_id: str) -> None:
+    """Queue after.lua's release/cancel of the jobs waiting on ``job_id`` on ``pipe``, a MULTI
+    that writes the job's end before it (ended.lua)."""
+    _unbound("ended")(args=[job_id], client=pipe)
+
+
+def queue_rewait(pipe: Pipeline, job_id: str) -> None:
+    """Queue on ``pipe`` (the retry's MULTI): the jobs ``job_id``'s failure canceled wait again."""
+    _unbound("rewait")(args=[job_id], client=pipe)
 
 
 _by_connection: dict[int, tuple[Redis, Scripts]] = {}

@@ -7,6 +7,7 @@ worker wake-up) in a single MULTI/EXEC, so a batch is all-or-nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -26,6 +27,7 @@ from . import keys
 from .config import FarmConfig
 from .errors import FarmError, FarmUnavailableError, InvalidJobError, UnknownRendererError
 from .models import Priority
+from .pipelines import deps, refs
 from .records import depth
 from .render import Registry, RenderError, format_validation_error
 from .rq_classes import DISPATCHER, FarmJob, FarmQueue
@@ -36,8 +38,20 @@ JOB_TYPE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_PARAMS_DEPTH = 32
 MAX_TIMEOUT = 7 * 86_400
 SUBMIT_KEYS = frozenset(
-    {"renderer", "params", "priority", "job_type", "name", "timeout", "max_retries", "job_id", "files"}
+    {
+        "renderer",
+        "params",
+        "priority",
+        "job_type",
+        "name",
+        "timeout",
+        "max_retries",
+        "job_id",
+        "files",
+        "after",
+    }
 )
+MAX_AFTER = 100  # dependencies of one job
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,7 @@ class JobSpec:
     max_retries: int
     explicit_id: bool
     files: tuple[dict[str, Any], ...] = ()  # inputs uploaded with it: name, size, sha256
+    after: tuple[str, ...] = ()  # jobs it waits for (after= and job:<id>/<name> references)
 
 
 def _int_option(name: str, value: Any, low: int, high: int) -> int:
@@ -128,6 +143,8 @@ def _build_spec(
     timeout: Any = None,
     max_retries: Any = None,
     job_id: Any = None,
+    after: Any = None,
+    batch_size: int | None = None,
 ) -> JobSpec:
     if not isinstance(renderer, str) or renderer not in registry:
         known = ", ".join(registry.names())
@@ -157,14 +174,25 @@ def _build_spec(
     )
 
     _plain_json_size(params)
+    waits_on = _check_after(after, batch_size)
+    plain = dict(params)
+    found = refs.find(plain)
+    stand_ins: dict[str, str] = {}  # a reference's text -> the relative path it stands as
+    if found:
+        plain = refs.rewrite(
+            plain, lambda r: stand_ins.setdefault(r.text(), refs.stand_in(len(stand_ins), r))
+        )
+        waits_on = _with(waits_on, [_check_ref_job(r, batch_size) for r in found])
     model = registry.get(renderer)
     try:
-        parsed = model.validate(params)
+        parsed = model.validate(plain)
     except ValidationError as exc:
         raise InvalidJobError(format_validation_error(f"{renderer} params", exc)) from None
     except RenderError as exc:
         raise InvalidJobError(f"{renderer} params: {exc.message}") from None
     clean = parsed.model_dump(mode="json", exclude_unset=True)
+    if stand_ins:  # the stored params keep the references (the worker resolves them)
+        clean = refs.replace_strings(clean, {path: text for text, path in stand_ins.items()})
     size = len(parsed.model_dump_json(exclude_unset=True))
     if size > config.limits.max_params_bytes:
         raise InvalidJobError(
@@ -180,7 +208,74 @@ def _build_spec(
         timeout=resolved_timeout,
         max_retries=retries,
         explicit_id=explicit_id,
+        after=waits_on,
     )
+
+
+def _with(items: tuple[str, ...], more: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*items, *more]))
+
+
+def _check_after(after: Any, batch_size: int | None) -> tuple[str, ...]:
+    """``after=``: job ids, or in submit_many indexes of the batch's requests (kept as ``#i``)."""
+    if after is None:
+        return ()
+    if isinstance(after, (str, bytes)) or not isinstance(after, Sequence):
+        raise InvalidJobError("after must be a list of job ids")
+    if len(after) > MAX_AFTER:
+        raise InvalidJobError(f"after lists {len(after)} jobs; at most {MAX_AFTER}")
+    ids = []
+    for item in after:
+        if isinstance(item, int) and not isinstance(item, bool):
+            if batch_size is None:
+                raise InvalidJobError("after: a request index only works in submit_many; give job ids")
+            if not 0 <= item < batch_size:
+                raise InvalidJobError(f"after: index {item} is not a request of this batch")
+            ids.append(f"#{item}")
+        elif isinstance(item, str) and JOB_ID_RE.fullmatch(item):
+            ids.append(item)
+        else:
+            raise InvalidJobError(f"after: {item!r} is not a job id")
+    return _with((), ids)
+
+
+def _check_ref_job(ref: refs.Ref, batch_size: int | None) -> str:
+    if ref.index is not None and (batch_size is None or ref.index >= batch_size):
+        where = "only works in submit_many" if batch_size is None else "is not a request of this batch"
+        raise InvalidJobError(f"{ref.text()!r}: #{ref.index} {where}")
+    return ref.job
+
+
+def link_batch(specs: list[JobSpec]) -> list[JobSpec]:
+    """Turn ``#i`` into the ids of the batch's jobs (in after and in job:#i/ references), and
+    refuse a job that waits on itself or a cycle among the batch's jobs."""
+    ids = [s.job_id for s in specs]
+    index_of = {job_id: i for i, job_id in enumerate(ids)}
+
+    def real(token: str) -> str:
+        return ids[int(token[1:])] if token.startswith("#") else token
+
+    linked = []
+    for spec in specs:
+        after = tuple(dict.fromkeys(real(t) for t in spec.after))
+        params = refs.rewrite(spec.params, lambda r: f"{refs.PREFIX}{real(r.job)}/{r.name}")
+        linked.append(dataclasses.replace(spec, after=after, params=params))
+    edges = {i: [index_of[d] for d in s.after if d in index_of] for i, s in enumerate(linked)}
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+
+    def visit(i: int) -> None:
+        state[i] = 1
+        for j in edges[i]:
+            if state.get(j) == 1:
+                raise InvalidJobError(f"request {i}: after= makes a cycle (through request {j})")
+            if j not in state:
+                visit(j)
+        state[i] = 2
+
+    for i in edges:
+        if i not in state:
+            visit(i)
+    return linked
 
 
 def build_specs(
@@ -201,14 +296,21 @@ def build_specs(
             raise InvalidJobError(f"request {index}: 'renderer' is required")
         options = {k: v for k, v in request.items() if k not in ("renderer", "params", "files")}
         try:
-            spec = build_spec(config, registry, request["renderer"], request.get("params", {}), **options)
+            spec = build_spec(
+                config,
+                registry,
+                request["renderer"],
+                request.get("params", {}),
+                batch_size=len(requests),
+                **options,
+            )
         except InvalidJobError as exc:
             raise type(exc)(f"request {index}: {exc}") from None
         if spec.job_id in seen:
             raise InvalidJobError(f"request {index}: job_id {spec.job_id!r} appears twice in the batch")
         seen.add(spec.job_id)
         specs.append(spec)
-    return specs
+    return link_batch(specs)
 
 
 class QueueCache:
@@ -281,15 +383,17 @@ def _enqueue_once(
     explicit = [keys.job(s.job_id) for s in specs if s.explicit_id]
     limit = config.limits.per_submitter_per_hour
     counter = keys.submitted_by(submitter, int(time.time() // 3600)) if limit and submitter else None
+    outside = deps.outside_batch(specs)
     with connection.pipeline() as pipe:
         while True:
             try:
-                watched = [*explicit, *([counter] if counter else [])]
+                watched = [*explicit, *([counter] if counter else []), *map(keys.job, outside)]
                 if watched:
                     pipe.watch(*watched)
                 taken = [s.job_id for s in specs if s.explicit_id and pipe.exists(keys.job(s.job_id))]
                 if taken:
                     raise InvalidJobError(f"job id {taken[0]!r} already exists")
+                waiting = deps.pending(pipe, specs, outside)
                 if counter is not None:
                     done = int(pipe.get(counter) or 0)
                     if done + len(specs) > limit:
@@ -298,7 +402,7 @@ def _enqueue_once(
                             f"is {limit}"
                         )
                 pipe.multi()
-                _queue_writes(pipe, queues, config, specs, nonce, submitter)
+                _queue_writes(pipe, queues, config, specs, nonce, submitter, waiting)
                 if counter is not None:
                     pipe.incrby(counter, len(specs))
                     pipe.expire(counter, 2 * 3600)
@@ -315,8 +419,12 @@ def _queue_writes(
     specs: Sequence[JobSpec],
     nonce: str = "",
     submitter: str | None = None,
+    waiting: Mapping[str, tuple[str, ...]] | None = None,
 ) -> None:
-    """One HSET per job (RQ's fields and the farm's together), then one push per queue."""
+    """One HSET per job (RQ's fields and the farm's together), then one push per queue. A job
+    with unfinished dependencies (``waiting``: job id -> their ids) is written as RQ's deferred
+    job instead, and pushed by the end of its last dependency (lua/after.lua)."""
+    waiting = waiting or {}
     submitted = time.time()
     enqueued_at = utcnow()
     by_queue: dict[Priority, list[str]] = {}
@@ -330,9 +438,10 @@ def _queue_writes(
             failure_ttl=config.retention.failed,
             description=spec.name or spec.renderer,
             job_id=spec.job_id,
-            status=JobStatus.QUEUED,
+            status=JobStatus.DEFERRED if waiting.get(spec.job_id) else JobStatus.QUEUED,
         )
         job.enqueued_at = enqueued_at
+        job._dependency_ids = list(spec.after)  # RQ's dependency_ids: JobInfo.after
         fields: dict[str, Any] = {
             keys.F_RENDERER: spec.renderer,
             keys.F_PRIORITY: spec.priority.value,
@@ -352,7 +461,12 @@ def _queue_writes(
             fields[keys.F_FILES] = json.dumps(list(spec.files))
         job.farm_fields = fields
         job.save(pipeline=pipe)
-        by_queue.setdefault(spec.priority, []).append(spec.job_id)
+        if spec.after:
+            pipe.sadd(keys.dependencies(spec.job_id), *spec.after)
+        if waiting.get(spec.job_id):
+            deps.write_deferred(pipe, spec.job_id, spec.priority.value, waiting[spec.job_id])
+        else:
+            by_queue.setdefault(spec.priority, []).append(spec.job_id)
     for priority, ids in by_queue.items():
         pipe.sadd(keys.RQ_QUEUES_SET, keys.queue(priority.value))
         pipe.rpush(keys.queue(priority.value), *ids)

@@ -25,7 +25,7 @@ from rq.serializers import JSONSerializer
 
 from . import keys
 from .models import PRIORITY_ORDER, Attempt, ErrorKind, JobStatus, Priority
-from .scripts import scripts_for
+from .scripts import queue_ended, scripts_for
 from .timeutil import rq_time
 
 MAX_ERROR_CHARS = 4000
@@ -145,6 +145,7 @@ def _terminal(
     pipe.zadd(registry_key(registry, priority), {job_id: math.ceil(time.time()) + ttl})
     pipe.expire(job_key, ttl)
     pipe.expire(keys.log(job_id), ttl)
+    pipe.expire(keys.dependencies(job_id), ttl)
 
 
 class _ResultOf:
@@ -184,6 +185,7 @@ def write_finished(
     pipe.hdel(keys.job(job_id), keys.F_ERROR, keys.F_ERROR_KIND)
     rq_result(pipe, job_id, ttl, value=result)
     event(pipe, e="end", job=job_id, s="finished")
+    _settle_dependents(pipe, job_id)
 
 
 def write_failed(
@@ -204,6 +206,7 @@ def write_failed(
     )
     rq_result(pipe, job_id, ttl, error=f"{kind.value}: {trim_error(error)}")
     event(pipe, e="end", job=job_id, s="failed")
+    _settle_dependents(pipe, job_id)
 
 
 def write_canceled(
@@ -214,6 +217,15 @@ def write_canceled(
         fields[keys.F_HISTORY] = history
     _terminal(pipe, job_id, priority, "canceled", "canceled", ttl, fields)
     event(pipe, e="end", job=job_id, s="canceled")
+    _settle_dependents(pipe, job_id)
+
+
+def _settle_dependents(pipe: Pipeline, job_id: str) -> None:
+    """The jobs waiting on this one (after=) are released or canceled with its end, atomically:
+    in a MULTI by ended.lua, queued here; in a fenced end (its writes recorded on a
+    non-transactional pipeline and replayed by fenced.lua) by fenced.lua itself."""
+    if pipe.transaction:
+        queue_ended(pipe, job_id)
 
 
 def write_scheduled(
@@ -286,8 +298,10 @@ def held_score(priority: str, line: int) -> float:
 
 
 def remove_from_waiting(pipe: Pipeline, job_id: str, priority: str, renderer: str) -> None:
-    """Take a job out of every place a waiting job can be (queue, held set, retry schedule)."""
+    """Take a job out of every place a waiting job can be (queue, held set, retry schedule, and
+    RQ's deferred registry of jobs waiting on others)."""
     pipe.lrem(keys.queue(priority), 0, job_id)
+    pipe.zrem(keys.deferred(priority), job_id)
     pipe.zrem(keys.held(renderer), job_id)
     pipe.zrem(keys.RQ_SCHEDULED, job_id)
     pipe.zrem(keys.scheduled(priority), job_id)

@@ -51,6 +51,12 @@ def test_key_formats_match_rq():
     from rq.job import Job
 
     assert Job.key_for("abc") == keys.job("abc")
+    assert Job.dependents_key_for("abc") == keys.dependents("abc")
+    assert Job("abc", connection=conn).dependencies_key == keys.dependencies("abc")
+    from rq.registry import DeferredJobRegistry
+
+    assert DeferredJobRegistry("low", connection=conn).key == keys.deferred("low")
+    assert registry_key("canceled", "low") == keys.RQ_CANCELED + "low"
 
 
 def test_the_tui_is_found_through_its_entry_point_only():

@@ -59,6 +59,8 @@ def facts(info: JobInfo, clock: Clock) -> Table:
         table.add_row("in line", f"#{info.position}")
     if info.wait_reason:
         table.add_row("waiting", info.wait_reason)
+    if info.after:
+        table.add_row("after", "  ".join(job_id[:8] for job_id in info.after))
     if info.eta is not None:
         label = "starts ~" if info.status is JobStatus.QUEUED else "eta"
         table.add_row(label, clock.hms(info.eta))
@@ -99,8 +101,11 @@ def heading(text: str) -> Text:
     return Text(f"\n{text}", style="bold underline")
 
 
-def detail_body(info: JobInfo, clock: Clock) -> Group:
-    parts: list[RenderableType] = [facts(info, clock), heading("params"), json_block(info.params)]
+def detail_body(info: JobInfo, clock: Clock, dependents: list[str] | None = None) -> Group:
+    table = facts(info, clock)
+    if dependents:
+        table.add_row("dependents", "  ".join(job_id[:8] for job_id in dependents))
+    parts: list[RenderableType] = [table, heading("params"), json_block(info.params)]
     if info.error_kind or info.error:
         kind = info.error_kind.value if info.error_kind else "error"
         parts += [heading("error"), Text.assemble((kind, "bold red"), f": {info.error or ''}")]
@@ -119,10 +124,11 @@ class DetailScreen(Screen[None]):
     problem: reactive[str] = reactive("", init=False)
 
     class Loaded(Message):
-        def __init__(self, info: JobInfo, lines: list[str]) -> None:
+        def __init__(self, info: JobInfo, lines: list[str], dependents: list[str]) -> None:
             super().__init__()
             self.info = info
             self.lines = lines
+            self.dependents = dependents
 
     class Failed(Message):
         def __init__(self, error: str) -> None:
@@ -136,6 +142,7 @@ class DetailScreen(Screen[None]):
         self.job_id = job_id
         self.interval = interval
         self.lines: list[str] = []
+        self.dependents: list[str] = []
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -154,6 +161,7 @@ class DetailScreen(Screen[None]):
         try:
             info = source.job(job_id)
             lines = source.log_tail(job_id, LOG_LINES)
+            dependents = source.dependents(job_id)
         except JobNotFoundError:
             self.post_message(self.Failed("this job no longer exists (retention expired?)"))
         except FarmError as exc:
@@ -161,12 +169,13 @@ class DetailScreen(Screen[None]):
         except Exception as exc:  # show it, keep refreshing
             self.post_message(self.Failed(f"{type(exc).__name__}: {exc}"))
         else:
-            self.post_message(self.Loaded(info, lines))
+            self.post_message(self.Loaded(info, lines, dependents))
 
     def _arm_next(self) -> None:
         self.set_timer(self.interval, lambda: self._fetch(self.source, self.job_id))
 
     def on_detail_screen_loaded(self, message: DetailScreen.Loaded) -> None:
+        self.dependents = message.dependents
         self.info = message.info
         self.problem = ""
         if message.lines != self.lines:
@@ -191,7 +200,7 @@ class DetailScreen(Screen[None]):
         if self.problem:
             parts.append(Text(f"● {self.problem}\n", style="bold red"))
         if self.info is not None:
-            parts.append(detail_body(self.info, self.clock))
+            parts.append(detail_body(self.info, self.clock, self.dependents))
         self.query_one("#body", Static).update(Group(*parts))
         sub = f"{self.info.status.value}, {self.info.name or self.info.renderer}" if self.info else ""
         self.query_one("#about").border_subtitle = sub

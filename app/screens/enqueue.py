@@ -134,6 +134,8 @@ class EnqueueScreen(ModalScreen[str | None]):
                     )
             yield Label("name (optional)")
             yield Input(placeholder="e.g. intro-3", id="name")
+            yield Label("after (optional) — job ids or 6+ char prefixes to wait for")
+            yield Input(placeholder="e.g. 7a99ca77 73140ffb", id="after")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -144,6 +146,9 @@ class EnqueueScreen(ModalScreen[str | None]):
     def _value(self, selector: str) -> str | None:
         value = self.query_one(selector, Select).value
         return value if isinstance(value, str) else None
+
+    def _after(self) -> list[str]:
+        return self.query_one("#after", Input).value.replace(",", " ").split()
 
     def check(self) -> JobSpec | None:
         """Validate the form as it stands; show the verdict inline."""
@@ -160,6 +165,7 @@ class EnqueueScreen(ModalScreen[str | None]):
                 priority=self._value("#priority"),
                 job_type=self._value("#job_type"),
                 name=self.query_one("#name", Input).value.strip() or None,
+                after=self._after() or None,
             )
             self.error = ""
         except (InvalidJobError, RegistryError) as exc:
@@ -207,11 +213,15 @@ class EnqueueScreen(ModalScreen[str | None]):
         self.busy = True
         self._show("— submitting…")
         options = {"priority": self._value("#priority"), "job_type": spec.job_type, "name": spec.name}
-        self._submit(spec.renderer, self.params, options)
+        self._submit(spec.renderer, self.params, options, self._after())
 
     @work(thread=True, group="submit", exit_on_error=False)
-    def _submit(self, renderer: str, params: dict[str, Any], options: dict[str, Any]) -> None:
+    def _submit(
+        self, renderer: str, params: dict[str, Any], options: dict[str, Any], after: list[str]
+    ) -> None:
         try:
+            if after:  # prefixes as the table shows them
+                options = {**options, "after": [self.source.resolve_id(text) for text in after]}
             job_id = self.source.submit(renderer, params, **options)
         except FarmError as exc:
             self.post_message(self.Failed(str(exc)))

@@ -74,6 +74,12 @@ def load_params(params: str | None, pairs: tuple[str, ...]) -> dict[str, Any]:
     type=click.Path(dir_okay=False),
     help="a file to upload with the job (repeatable); params name it by its relative path",
 )
+@click.option(
+    "--after",
+    "after",
+    multiple=True,
+    help="a job (id or unique prefix) to wait for (repeatable); params may name its output as job:ID/NAME",
+)
 @click.option("--wait", is_flag=True, help="wait for the job, with a progress bar")
 @pass_ctx
 def submit(
@@ -88,11 +94,13 @@ def submit(
     max_retries: int | None,
     job_id: str | None,
     files: tuple[str, ...],
+    after: tuple[str, ...],
     wait: bool,
 ) -> None:
     """Submit a render; prints its job id."""
     values = load_params(params, pairs)
     farm = obj.farm()
+    waits_for = [farm.resolve_id(a) for a in after]
     new_id = farm.submit(
         renderer,
         values,
@@ -103,6 +111,7 @@ def submit(
         max_retries=max_retries,
         job_id=job_id,
         files=list(files) or None,
+        after=waits_for or None,
     )
     click.echo(new_id)
     if wait:
@@ -152,10 +161,11 @@ def show(obj: Context, job_id: str, lines: int, as_json: bool) -> None:
     farm = obj.farm()
     info = farm.get(farm.resolve_id(job_id))
     tail = farm.log_tail(info.id, lines) if lines else []
+    dependents = farm.dependents(info.id)
     if as_json:
-        click.echo(as_json_text({**info.model_dump(mode="json"), "log": tail}))
+        click.echo(as_json_text({**info.model_dump(mode="json"), "dependents": dependents, "log": tail}))
     else:
-        click.echo(job_detail(info) + ("\n" + log_section(tail) if lines else ""))
+        click.echo(job_detail(info, dependents) + ("\n" + log_section(tail) if lines else ""))
 
 
 @cli.command()

@@ -69,7 +69,7 @@ def job_table(infos: list[JobInfo]) -> str:
     return _table(rows)
 
 
-def job_detail(info: JobInfo) -> str:
+def job_detail(info: JobInfo, dependents: Sequence[str] = ()) -> str:
     lines = [
         f"id          {info.id}",
         f"name        {info.name or '-'}",
@@ -88,6 +88,10 @@ def job_detail(info: JobInfo) -> str:
         lines.append(f"waiting     {info.wait_reason}")
     if info.eta:
         lines.append(f"eta         {_clock(info.eta)}")
+    if info.after:
+        lines.append(f"after       {', '.join(info.after)}")
+    if dependents:
+        lines.append(f"dependents  {', '.join(dependents)}")
     lines.append(f"params      {info.params}")
     if info.error_kind:
         lines.append(f"error       {info.error_kind.value}: {info.error}")

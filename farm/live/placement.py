@@ -14,6 +14,7 @@ from redis import Redis
 
 from .. import keys
 from ..models import PRIORITY_ORDER, JobInfo, JobStatus, Priority
+from ..pipelines import deps
 from .state import FarmState
 
 DEFAULT_RUN_SECONDS = 60.0
@@ -119,6 +120,10 @@ def queued_eta(state: FarmState, renderer: str, place: int) -> datetime | None:
 
 def place_job(connection: Redis, state: FarmState, info: JobInfo) -> JobInfo:
     """The JobInfo with position, eta and wait_reason filled in for its status."""
+    if info.status is JobStatus.QUEUED and info.after:
+        reason = deps.wait_reason(info.after, deps.read_statuses(connection, info.after))
+        if reason is not None:  # still waiting for a dependency: not in line yet
+            return info.model_copy(update={"wait_reason": reason})
     if info.status is JobStatus.QUEUED:
         place = position(connection, state, info.id, info.priority, info.renderer)
         reason = wait_reason(state, info.priority, info.renderer, place)

@@ -18,6 +18,7 @@ from .. import keys
 from ..audit import parse_entry
 from ..config import FarmConfig
 from ..models import PRIORITY_ORDER, AuditEntry, ErrorKind, FarmStats, JobStatus, Priority
+from ..pipelines import deps
 from ..records import float_or_none, read_job
 from ..timeutil import from_ts
 from ..transitions import registry_key
@@ -42,6 +43,7 @@ ROW_FIELDS = (
     keys.F_RETRY_AT,
     keys.F_JOB_TYPE,
     keys.F_SUBMITTER,
+    keys.RQ_DEPENDENCY_IDS,
 )
 
 
@@ -70,6 +72,7 @@ class JobRow(BaseModel):
     position: int | None = None
     eta: datetime | None = None
     wait_reason: str | None = None
+    after: tuple[str, ...] = ()  # the jobs it waits for (after=)
 
     def waited(self, now: datetime) -> float | None:
         if self.enqueued_at is None:
@@ -105,7 +108,8 @@ def _text(value: bytes | None) -> str | None:
 
 
 def _line_ids(connection: Redis, state: FarmState, limit: int) -> list[str]:
-    """The first ``limit`` queued jobs in the order dispatch.lua serves them."""
+    """The first ``limit`` queued jobs in the order dispatch.lua serves them, then (if that
+    leaves room) jobs waiting for others (after=)."""
     with connection.pipeline(transaction=False) as pipe:
         for rank, p in enumerate(PRIORITY_ORDER, start=1):
             for renderer in state.held:
@@ -118,6 +122,8 @@ def _line_ids(connection: Redis, state: FarmState, limit: int) -> list[str]:
                     withscores=True,
                 )
             pipe.lrange(keys.queue(p.value), 0, limit - 1)
+        for p in PRIORITY_ORDER:
+            pipe.zrange(keys.deferred(p.value), 0, limit - 1)
         replies = iter(pipe.execute())
     ids: list[str] = []
     for _p in PRIORITY_ORDER:
@@ -126,9 +132,9 @@ def _line_ids(connection: Redis, state: FarmState, limit: int) -> list[str]:
             held.extend((score, member.decode("utf-8", "replace")) for member, score in next(replies))
         ids.extend(member for _, member in sorted(held))  # held jobs of a priority come first
         ids.extend(member.decode("utf-8", "replace") for member in next(replies))
-        if len(ids) >= limit:
-            break
-    return ids[:limit]
+    ids = ids[:limit]
+    waiting = [m.decode("utf-8", "replace") for _p in PRIORITY_ORDER for m in next(replies)]
+    return ids + waiting[: max(0, limit - len(ids))]  # then the jobs waiting on others
 
 
 def _recent_ids(connection: Redis, limit: int) -> list[str]:
@@ -179,7 +185,21 @@ def _row(job_id: str, values: list[bytes | None]) -> JobRow | None:
         wait_reason=f"retry at {retry_at.astimezone():%H:%M:%S}"
         if status is JobStatus.SCHEDULED and retry_at
         else None,
+        after=record.after,
     )
+
+
+def _waiting_rows(connection: Redis, rows: list[JobRow]) -> list[JobRow]:
+    """Queued rows still waiting for a dependency get ``after <id8> (<status>)`` (one round trip)."""
+    needed = list(dict.fromkeys(d for r in rows if r.status is JobStatus.QUEUED for d in r.after))
+    if not needed:
+        return rows
+    found = deps.read_statuses(connection, needed)
+    out = []
+    for row in rows:
+        reason = deps.wait_reason(row.after, found) if row.status is JobStatus.QUEUED else None
+        out.append(row.model_copy(update={"wait_reason": reason}) if reason else row)
+    return out
 
 
 def _place_rows(state: FarmState, rows: list[JobRow]) -> list[JobRow]:
@@ -188,7 +208,9 @@ def _place_rows(state: FarmState, rows: list[JobRow]) -> list[JobRow]:
     position = 0
     renderer_lanes: dict[str, list[float]] = {}
     for row in rows:
-        if row.status is JobStatus.QUEUED:
+        if row.status is JobStatus.QUEUED and row.after and row.wait_reason:
+            placed.append(row)  # waiting for another job: not in line yet
+        elif row.status is JobStatus.QUEUED:
             position += 1
             reason = wait_reason(state, row.priority, row.renderer, position)
             eta = None
@@ -253,6 +275,7 @@ def take_snapshot(
         pipe.hgetall(keys.REDIS_RESTARTS)
         replies = pipe.execute()
     rows = [row for job_id, values in zip(unique, replies[:-2], strict=True) if (row := _row(job_id, values))]
+    rows = _waiting_rows(connection, rows)
     stats = stats_from_state(state)
     audit = tuple(entry for blob in replies[-2] if (entry := parse_entry(blob)) is not None)
     restarts = replies[-1]

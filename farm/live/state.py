@@ -9,7 +9,7 @@ sorted-set counts, never from loading jobs.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis import Redis
 
@@ -37,6 +37,7 @@ class FarmState:
     workers_alive: tuple[str, ...]
     scheduler_heartbeat: float | None
     buckets: tuple[dict[str, float], ...]  # per-minute counters, newest first
+    deferred: dict[str, int] = field(default_factory=dict)  # waiting on other jobs (after=), by priority
 
     @property
     def used_by_renderer(self) -> Counter[str]:
@@ -58,7 +59,7 @@ class FarmState:
             row = {}
             for p in PRIORITY_ORDER:
                 if status is JobStatus.QUEUED:
-                    row[p] = self.queued(p.value)
+                    row[p] = self.queued(p.value) + self.deferred.get(p.value, 0)
                 elif status is JobStatus.SCHEDULED:
                     row[p] = self.scheduled.get(p.value, 0)
                 elif status is JobStatus.RUNNING:
@@ -97,6 +98,7 @@ def read_state(connection: Redis, config: FarmConfig, now: float | None = None) 
         pipe.smembers(keys.PAUSED)
         for p in PRIORITY_ORDER:
             pipe.llen(keys.queue(p.value))
+            pipe.zcard(keys.deferred(p.value))
             pipe.zcard(keys.scheduled(p.value))
             for registry in ("finished", "failed", "canceled"):
                 pipe.zcount(registry_key(registry, p.value), now, "+inf")
@@ -111,10 +113,12 @@ def read_state(connection: Redis, config: FarmConfig, now: float | None = None) 
 
     caps_raw, slots_raw, paused_raw = next(replies), next(replies), next(replies)
     queue_lengths: dict[str, int] = {}
+    deferred: dict[str, int] = {}
     scheduled: dict[str, int] = {}
     ended: dict[str, dict[str, int]] = {"finished": {}, "failed": {}, "canceled": {}}
     for p in PRIORITY_ORDER:
         queue_lengths[p.value] = next(replies)
+        deferred[p.value] = next(replies)
         scheduled[p.value] = next(replies)
         for registry in ("finished", "failed", "canceled"):
             ended[registry][p.value] = next(replies)
@@ -138,6 +142,7 @@ def read_state(connection: Redis, config: FarmConfig, now: float | None = None) 
         workers_alive=workers_alive,
         scheduler_heartbeat=float_or_none(beat),
         buckets=buckets,
+        deferred=deferred,
     )
 
 

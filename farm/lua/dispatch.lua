@@ -81,6 +81,7 @@ local function fail_corrupt(id, field, prio)
     redis.call('EXPIRE', jkey, failed_ttl)
     redis.call('EXPIRE', K.LOG .. id, failed_ttl)
     redis.call('XADD', K.EVENTS, 'MAXLEN', '~', C.EVENTS_MAXLEN, '*', 'e', 'end', 'job', id, 's', 'failed')
+    after_ended(id) -- after.lua: the jobs waiting on it are canceled
 end
 
 if not whole(redis.call('GET', K.SEQ)) then redis.call('DEL', K.SEQ) end

@@ -37,7 +37,7 @@ from ..config import FarmConfig
 from ..files import store
 from ..models import ErrorKind
 from ..render import Registry, RendererEnv, RenderError, format_validation_error, renderer_env
-from . import exchange, lease
+from . import exchange, lease, refs
 
 LOG_TAIL_LINES = 200
 FLUSH_EVERY = 0.2  # seconds between writes of a running job's progress and log, and cancel checks
@@ -268,28 +268,50 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
         backend = registry.get(renderer)
     except KeyError:
         raise RenderError(ErrorKind.INVALID_INPUT, f"unknown renderer {renderer!r} on this worker") from None
+    token = _installed.token
+    try:
+        params, referenced = refs.materialize(connection, config, _installed.place, job.id, token, params)
+        return _render(backend, renderer, params, referenced, job.id, job.timeout)
+    finally:
+        refs.forget(config, job.id, token)
+        if not _installed.place.local:
+            exchange.forget_inputs(config, job.id, token)
+
+
+def _render(
+    backend: Any,
+    renderer: str,
+    params: dict[str, Any],
+    referenced: Path | None,
+    job_id: str,
+    job_timeout: float | None,
+) -> dict[str, Any]:
+    assert _installed is not None
+    config, connection, token = _installed.config, _installed.connection, _installed.token
     try:
         parsed = backend.validate(params)
     except ValidationError as exc:
         raise RenderError(
             ErrorKind.INVALID_INPUT, format_validation_error(f"{renderer} params", exc)
         ) from None
-    staging = store.staging_dir(config, job.id, _installed.token)
-    timeout = job.timeout or config.renderer_timeout(renderer)
+    staging = store.staging_dir(config, job_id, token)
+    timeout = job_timeout or config.renderer_timeout(renderer)
     env = renderer_env(config)
-    uploads = exchange.inputs_dir(config, _installed.place, job.id, _installed.token, _installed.files)
+    uploads = exchange.inputs_dir(config, _installed.place, job_id, token, _installed.files)
     if uploads is not None:  # relative paths resolve against the job's own files first
         env = dataclasses.replace(env, input_roots=(uploads, *env.input_roots))
+    if referenced is not None:  # and before those, the outputs of earlier jobs it names
+        env = dataclasses.replace(env, input_roots=(referenced, *env.input_roots))
     global _context
     ctx = HorseContext(
-        job_id=job.id,
+        job_id=job_id,
         staging=staging,
         env=env,
         deadline=time.monotonic() + float(timeout),
         connection=connection,
         attempt=_installed.attempt,
         job_type=_installed.job_type,
-        token=_installed.token,
+        token=token,
     )
     _context = ctx
     try:
@@ -298,12 +320,10 @@ def run(renderer: str, params: dict[str, Any]) -> dict[str, Any]:
             raise RenderError(
                 ErrorKind.UNKNOWN, f"renderer {renderer!r} returned {type(result).__name__}, not a dict"
             )
-        return check_outputs(config, job.id, staging, result, _installed.token, local=_installed.place.local)
+        return check_outputs(config, job_id, staging, result, token, local=_installed.place.local)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         _context = None
         _closing_lines.extend(ctx.close())
-        if not _installed.place.local:
-            exchange.forget_inputs(config, job.id, _installed.token)

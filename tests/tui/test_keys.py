@@ -256,3 +256,25 @@ async def test_q_quits(live_app):
         await pilot.press("q")
         await until(pilot, lambda: app.return_code is not None, what="exit")
     assert app.return_code == 0
+
+
+async def test_a_job_waiting_for_another_from_the_form_to_the_detail(live_app, farm: Farm):
+    first = farm.submit("demo", {}, name="scene-one")
+    app = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen))
+        app.screen.query_one("#name", Input).value = "concat-it"
+        app.screen.query_one("#after", Input).value = first[:8]  # a prefix, as the table shows ids
+        await until(pilot, lambda: "✓ valid: demo" in screen_text(app))
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen), what="form closed")
+        [waiting] = [j for j in farm.list() if j.name == "concat-it"]
+        assert waiting.after == (first,)
+        await until(pilot, lambda: shows(app, waiting.id), what="the waiting job")
+        await until(pilot, lambda: f"after {first[:8]} (queued)" in screen_text(app), what="its wait reason")
+        await select(pilot, first)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen))
+        await until(pilot, lambda: f"dependents  {waiting.id[:8]}" in screen_text(app), what="its dependent")
