@@ -285,3 +285,44 @@ def test_the_farm_up_banner_shows_every_url(farm_of_two: dict[str, Any]):
     logs = farm_of_two["host"].logs()
     assert "redis://:***@" in logs and PASSWORD not in logs
     assert "farm serve  http://127.0.0.1:" in logs
+
+
+def test_a_pipeline_stage_on_the_other_box_fetches_its_input_through_the_store(
+    farm_of_two: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The host's worker is kept busy, so both stages run on the second box: the scene's video is
+    sent to the host's store, and the thumbnail's job:#0/Intro.mp4 is downloaded back from it."""
+    require_tool("ffmpeg")
+    if not Path(sys.executable).with_name("manim").exists():
+        require_tool("manim")
+    scene = tmp_path / "intro.py"
+    scene.write_text(SCENE)
+    os.environ["FARM_TOKEN"] = TOKEN
+    try:
+        farm = Farm.connect(farm_of_two["url"])
+        blocker = farm.submit("demo", {"duration": 120}, priority="high", name="keeps-the-host-busy")
+        wait_for(lambda: farm.get(blocker).worker not in (None, "box"), timeout=30, what="the host busy")
+        monkeypatch.chdir(tmp_path)
+        scene_id, thumb_id = farm.submit_many(
+            [
+                {
+                    "renderer": "manim",
+                    "params": {"script": "intro.py", "scene": "Intro", "quality": "low"},
+                    "files": ["intro.py"],
+                },
+                {
+                    "renderer": "ffmpeg",
+                    "params": {"preset": "thumbnail", "input": "job:#0/Intro.mp4", "output": "thumb.jpg"},
+                },
+            ]
+        )
+        info = farm.wait(thumb_id, timeout=240)
+        assert info.status.value == "finished", (info.error, farm_of_two["box"].logs()[-3000:])
+        assert farm.get(scene_id).worker == "box" and info.worker == "box"
+        (thumb,) = farm.download(thumb_id, tmp_path / "out")
+        assert thumb.name == "thumb.jpg" and thumb.stat().st_size > 500
+        refs_left = farm_of_two["root"] / "box" / "data" / "refs"
+        assert not refs_left.exists() or not any(refs_left.iterdir())
+        farm.cancel(blocker)
+    finally:
+        os.environ.pop("FARM_TOKEN", None)
