@@ -359,3 +359,18 @@ def test_two_pools_start_one_worker_for_one_job(sfarm: Farm, procs, connection: 
                 what="both back to 0",
             )
         assert sampler.peak_total == 1
+
+
+def test_burst_pools_end_when_the_work_is_done(sfarm: Farm, procs, connection: Redis):
+    ids = demo(sfarm, 4, 0.5)
+    fixed = procs.worker("--workers", "2", "--burst", "--name", "fixedburst")
+    assert fixed.wait(timeout=30) == 0  # its workers quit and are not replaced
+    finished(sfarm, ids, timeout=1)
+    assert "fixedburst.2: nothing left" in procs.logs() and "fixedburst.3" not in procs.logs()
+    ids = demo(sfarm, 4, 1.0)
+    scaling = procs.worker("--workers", "0:3", "--burst", "--name", "autoburst")
+    assert scaling.wait(timeout=30) == 0
+    finished(sfarm, ids, timeout=1)
+    used = {e["w"] for e in read_events(connection) if e["e"] == "start" and e["w"].startswith("autoburst.")}
+    assert 2 <= len(used) <= 3
+    assert list_pools(connection) == []  # a stopped pool takes its record away

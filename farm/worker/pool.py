@@ -126,6 +126,8 @@ class FarmWorkerPool(WorkerPool):
         code = worker_data.process.exitcode
         if self.status == self.Status.STOPPED:
             log.info("worker %s stopped", worker_data.name)
+        elif self._burst and code == 0:
+            log.info("worker %s: nothing left to do (burst)", worker_data.name)
         elif code == 0 and place is not None and place >= self.size.minimum:
             log.info("worker %s exited, idle for %gs (pool %s)", worker_data.name, self.idle_exit, self.size)
         else:
@@ -151,7 +153,7 @@ class FarmWorkerPool(WorkerPool):
         forget_before = time.monotonic() - self.config.scheduler.worker_timeout
         self._gone = {name: at for name, at in self._gone.items() if at >= forget_before}
         try:
-            decision = self.scaler.look(list(self.worker_dict), list(self._gone))
+            decision = self.scaler.look(list(self.worker_dict), list(self._gone), burst=self._burst)
             if decision.add:
                 taken = set(self._places.values())
                 free = [place for place in range(self.size.maximum) if place not in taken]

@@ -79,13 +79,14 @@ class Scaler:
         self.size = size
         self.host = socket.gethostname()
 
-    def look(self, workers: Sequence[str], gone: Sequence[str]) -> Scaling:
+    def look(self, workers: Sequence[str], gone: Sequence[str], *, burst: bool = False) -> Scaling:
         """``workers``: this pool's live processes' worker names; ``gone``: its workers that died
-        lately (their heartbeats linger for a while and must not count as idle workers)."""
+        lately (their heartbeats linger for a while and must not count as idle workers). A burst
+        pool keeps no minimum: its workers quit when nothing is left, and are not replaced."""
         caps = read_caps(self.connection, self.config)
         return scripts_for(self.connection).scale(
             self.name,
-            minimum=self.size.minimum,
+            minimum=0 if burst else self.size.minimum,
             maximum=self.size.maximum,
             alive_within=self.config.scheduler.worker_timeout,
             ttl=RECORD_TTL,
