@@ -35,6 +35,7 @@ ORDER = [
     "utilization",
     "autoscale",
     "latency",
+    "pipeline",
     "recovery",
     "ui",
     "metrics",

@@ -41,7 +41,7 @@ from rq.worker import Worker, WorkerStatus
 
 from .. import endings, keys, transitions
 from ..config import FarmConfig
-from ..models import ErrorKind
+from ..models import PRIORITY_ORDER, ErrorKind
 from ..records import Slot, read_job, text
 from ..render import Registry
 from ..rq_classes import QUEUE_NAMES, FarmJob, FarmQueue
@@ -242,6 +242,13 @@ class FarmWorker(Worker):
             return
         raise SystemExit()
 
+    def _waiting(self) -> int:
+        """Jobs waiting for others to end (after=), in every priority."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            for p in PRIORITY_ORDER:
+                pipe.zcard(keys.deferred(p.value))
+            return sum(pipe.execute())
+
     def fork_work_horse(self, job: Job, queue: Queue) -> None:
         super().fork_work_horse(job, queue)
         # The horse puts itself in its own process group; do it from this side too, so there is
@@ -318,8 +325,12 @@ class FarmWorker(Worker):
                 if outcome.reason == "busy":
                     continue
                 self._release_orphans()
-                # burst: stop when nothing is left that could ever start
-                if timeout is None and (outcome.reason == "empty" or not self.connection.hlen(keys.SLOTS)):
+                # burst: stop when nothing is left that could ever start (a job waiting on a
+                # running one will start when it ends)
+                if timeout is None and (
+                    not self.connection.hlen(keys.SLOTS)
+                    or (outcome.reason == "empty" and not self._waiting())
+                ):
                     return None
                 if max_idle_time is not None and time.monotonic() - idle_since > max_idle_time:
                     return None
