@@ -128,6 +128,22 @@ class Renderer(ABC, Generic[SettingsT]):
         """Is this renderer usable on this machine (tool installed, service reachable)?"""
         return Health(True, "built in")
 
+    # -- the render cache (submit's cache=True): the farm builds the key from the renderer's
+    # name, the normalized params, the sha256 of every file ``cache_inputs`` lists and
+    # ``tool_version``. Both run in the work horse, before ``render``.
+
+    def cache_inputs(self, params: Any, env: RendererEnv) -> list[Path]:
+        """The input files a render of ``params`` reads, resolved below ``env.input_roots``
+        exactly as ``render`` resolves them (same confinement: a path ``render`` would refuse is
+        refused here with the same RenderError). Default: none."""
+        return []
+
+    def tool_version(self) -> str:
+        """What else decides the outputs besides params and input files: the tool's version
+        line, a service's address and preset, a template's argv... Part of the cache key, so an
+        upgraded tool never serves outputs of the old one. Default: the class's qualified name."""
+        return f"{type(self).__module__}.{type(self).__qualname__}"
+
 
 @dataclass
 class SimpleContext:
