@@ -407,7 +407,7 @@ BOUNDED = {
     "farm:caps", "farm:slots", "farm:leases", "farm:held_renderers", "farm:seq", "farm:paused",
     "farm:wake", "farm:jobs", "farm:heartbeats", "farm:scheduler:heartbeat", "farm:sweep:lock",
     "farm:events", "farm:audit", "farm:redis:restarts", "rq:queues", "rq:workers",
-    "rq:scheduler:scheduled_jobs", "rq:suspended",
+    "rq:scheduler:scheduled_jobs", "rq:suspended", "farm:pools",
 }  # fmt: skip
 BOUNDED_PREFIXES = (
     "rq:queue:", "rq:finished:", "rq:failed:", "rq:canceled:", "rq:wip:", "rq:scheduled:",
