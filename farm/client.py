@@ -18,6 +18,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.serializers import JSONSerializer
 
 from . import audit, keys, policy, scripts, transitions
+from .cache import entries
 from .caps import apply_changes, validate_changes
 from .config import FarmConfig, load_config
 from .connection import connect_redis, no_retry, redact, redis_errors
@@ -27,11 +28,22 @@ from .live.listing import list_job_ids, list_prefix
 from .live.placement import place_job, wait_reason
 from .live.roster import list_workers
 from .live.state import FarmState, read_state, stats_from_state
-from .models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, OutputFile, Priority, WorkerInfo
+from .models import (
+    AuditEntry,
+    CacheEntry,
+    Caps,
+    FarmStats,
+    JobInfo,
+    JobStatus,
+    OutputFile,
+    Priority,
+    WorkerInfo,
+)
 from .pipelines import deps
 from .records import farm_status, info_from_hash, read_job
 from .render import Registry
 from .submit import JOB_ID_RE, JobSpec, QueueCache, build_spec, build_specs, enqueue_specs
+from .timeutil import from_ts
 
 CANCEL_CONFIRM_SECONDS = 3.0
 MIN_PREFIX = 6  # shortest id prefix the CLI resolves
@@ -131,6 +143,7 @@ class Farm:
         job_id: str | None = None,
         files: Sequence[str | os.PathLike[str]] | None = None,
         after: Sequence[str] | None = None,
+        cache: bool | None = None,
     ) -> str:
         """Validate (before any Redis write) and enqueue one render; returns its job id.
 
@@ -140,7 +153,11 @@ class Farm:
 
         ``after``: job ids this one waits for; it stays queued (``wait_reason`` "after <id8> ...")
         until all have finished, and is canceled if one fails or is canceled. A param may name an
-        earlier job's output as ``"job:<id>/<name>"`` (that job is waited for too)."""
+        earlier job's output as ``"job:<id>/<name>"`` (that job is waited for too).
+
+        ``cache`` (default ``[cache] default``): a render identical to an earlier finished one
+        (renderer, normalized params, input files' sha256, tool version) finishes at once with
+        its outputs (``JobInfo.cached_from``); identical jobs running together render once."""
         planned = jobs.plan(files, self.config)
         spec = build_spec(
             self.config,
@@ -154,6 +171,7 @@ class Farm:
             max_retries=max_retries,
             job_id=job_id,
             after=after,
+            cache=cache,
         )
         jobs.submit_with_files(self._writer, self.config, [spec], [planned], self._enqueue)
         return spec.job_id
@@ -212,6 +230,29 @@ class Farm:
         if not raw:
             raise JobNotFoundError(f"no job {job_id!r}")
         return raw
+
+    def cache_entries(self, limit: int = 100) -> builtins.list[CacheEntry]:
+        """The render cache's entries, newest first."""
+        with redis_errors("cache"):
+            return [
+                CacheEntry(
+                    key=e.key,
+                    job_id=e.job_id,
+                    renderer=e.renderer,
+                    files=len(e.files),
+                    bytes=e.bytes,
+                    created_at=from_ts(e.at),
+                    hits=e.hits,
+                )
+                for e in entries.entries(self.connection, limit)
+            ]
+
+    def clear_cache(self) -> int:
+        """Forget every render cache entry (outputs stay); returns how many there were."""
+        with redis_errors("cache clear"):
+            count = entries.clear(self.connection)
+            audit.record(self.connection, self.who, "cache clear", None, f"{count} entries")
+        return count
 
     def dependents(self, job_id: str) -> builtins.list[str]:
         """The jobs that were submitted to wait for this one (after=), still known to Redis."""

@@ -151,6 +151,12 @@ class ServeConfig(_Section):
     token_env: str = "FARM_TOKEN"  # env var holding the farm token (else <data_dir>/token)
 
 
+class CacheConfig(_Section):
+    default: bool = False  # submits without cache= use this
+    max_age: int = Field(86_400, gt=0)  # seconds an entry lasts (never past retention.finished)
+    max_bytes: int = Field(50 * 1024**3, gt=0)  # outputs the entries may point to, all together
+
+
 class WebConfig(_Section):
     bind: str = ""  # "HOST[:PORT]" for farm web to serve other boxes (the farm token required)
     port: int = Field(8643, gt=0, lt=65536)  # with an empty bind: 127.0.0.1:<port>
@@ -199,6 +205,7 @@ class FarmConfig(_Section):
     notify: NotifyConfig = NotifyConfig()
     serve: ServeConfig = ServeConfig()
     web: WebConfig = WebConfig()
+    cache: CacheConfig = CacheConfig()
     renderers: dict[str, dict[str, Any]] = {}  # [renderers.<name>]: that renderer's settings
     plugins: dict[str, str] = {}  # extra renderers: name = "package.module:Class"
 

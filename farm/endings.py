@@ -16,6 +16,8 @@ from redis import Redis
 from redis.client import Pipeline
 
 from . import keys, transitions
+from .cache import entries
+from .cache.key import KEY_RE
 from .config import FarmConfig
 from .models import Attempt, ErrorKind, JobStatus
 from .records import JobRecord, corrupt_error, read_job
@@ -122,10 +124,25 @@ def finish(
             transitions.history_json(run.history, run.record()),
         )
         transitions.count_outcome(pipe, JobStatus.FINISHED, run.renderer, run.run_seconds())
+        _cache_writes(pipe, config, run, result)
 
     return transitions.claim(
         connection, run.job_id, run.token, _with_extra(writes, extra), run.renderer, "finished"
     )
+
+
+def _cache_writes(pipe: Pipeline, config: FarmConfig, run: Run, result: dict[str, Any]) -> None:
+    """A cache hit counts on its entry and names its source; a miss becomes the entry."""
+    key = result.get("cache_key")
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
+        return
+    source = result.get("cached_from")
+    if isinstance(source, str) and source:
+        entries.count_hit(pipe, key)
+        pipe.hset(keys.job(run.job_id), keys.F_CACHED_FROM, source)
+    else:
+        files = result.get("files")
+        entries.record(pipe, config, key, run.job_id, run.renderer, files if isinstance(files, list) else [])
 
 
 def fail(

@@ -51,6 +51,10 @@ NOTIFY_DELIVERY = PREFIX + "notify:d:"  # + delivery id: string, JSON {url, form
 NOTIFY_ALERTS = PREFIX + "notify:alerts"  # hash: alert kind -> message, while it is crossed
 NOTIFY_LOG = PREFIX + "notify:log"  # list: the last deliveries tried, JSON, newest first
 NOTIFY_LOCK = PREFIX + "notify:lock"  # string: the scheduler delivering (one farm-wide)
+CACHE = PREFIX + "cache:"  # + key: hash of a cache entry (job, renderer, files, bytes, at, hits)
+CACHE_LOCK = PREFIX + "cache:lock:"  # + key: the job rendering it now (identical jobs wait for it)
+CACHE_INDEX = PREFIX + "cache:index"  # zset: cache key -> when its entry was made
+DIGEST = PREFIX + "digest:"  # + host:device:inode: "size:mtime_ns:sha256" of an input file (7 days)
 METRICS = PREFIX + "metrics"  # hash: lifetime counters for /metrics (durations, failures, retries)
 SERVE = PREFIX + "serve"  # hash: url, store_id, at — where farm serve listens (published by it)
 POLICY = PREFIX + "policy"  # hash: version, digest, config, host, at — the farm's published policy
@@ -93,6 +97,8 @@ F_LINE = "farm_line"  # place in line, given when the job left its queue; a requ
 F_FILES = "farm_files"  # JSON list of {name, size, sha256}: inputs uploaded with the submit
 F_SUBMITTER = "farm_by"  # who submitted it (Farm.connect(who=...), else user@host)
 F_ENDED_BY = "farm_ended_by"  # token of the run whose end was recorded (claims are idempotent)
+F_CACHE = "farm_cache"  # "1": the job may reuse (and feeds) the render cache
+F_CACHED_FROM = "farm_cached_from"  # the earlier job whose outputs a cache hit reused
 F_DEP_CANCELED = "farm_dep_canceled"  # the failed job whose end canceled this one (after=)
 
 

@@ -104,6 +104,19 @@ class JobInfo(_Frozen):
     by: str | None = None  # who submitted it
     files: tuple[dict[str, Any], ...] = ()  # inputs uploaded with it: name, size, sha256
     after: tuple[str, ...] = ()  # the jobs it waits for (submit's after= and job:<id>/ references)
+    cached_from: str | None = None  # a render cache hit: the earlier job whose outputs it reused
+
+
+class CacheEntry(_Frozen):
+    """One render cache entry, as ``Farm.cache_entries`` and ``farm cache ls`` list it."""
+
+    key: str
+    job_id: str  # the finished job whose outputs a hit reuses
+    renderer: str
+    files: int
+    bytes: int
+    created_at: datetime | None = None
+    hits: int = 0
 
 
 class OutputFile(_Frozen):

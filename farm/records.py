@@ -221,6 +221,8 @@ class JobRecord:
     by: str | None
     files: tuple[dict[str, Any], ...]
     after: tuple[str, ...]
+    cache: bool
+    cached_from: str | None
     corrupt: tuple[str, ...]
 
     @property
@@ -351,6 +353,8 @@ def read_job(job_id: str, raw: Raw) -> JobRecord:
         by=f.text(keys.F_SUBMITTER),
         files=_files(f),
         after=_after(f),
+        cache=f.text(keys.F_CACHE) == "1",
+        cached_from=f.text(keys.F_CACHED_FROM),
         corrupt=tuple(f.corrupt),
     )
 
@@ -443,6 +447,7 @@ def info_from_record(record: JobRecord, **extra: Any) -> JobInfo:
         by=record.by,
         files=record.files,
         after=record.after,
+        cached_from=record.cached_from,
         **extra,
     )
 

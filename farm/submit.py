@@ -67,6 +67,7 @@ class JobSpec:
     explicit_id: bool
     files: tuple[dict[str, Any], ...] = ()  # inputs uploaded with it: name, size, sha256
     after: tuple[str, ...] = ()  # jobs it waits for (after= and job:<id>/<name> references)
+    cache: bool = False  # may reuse, and feeds, the render cache
 
 
 def _int_option(name: str, value: Any, low: int, high: int) -> int:
@@ -144,6 +145,7 @@ def _build_spec(
     max_retries: Any = None,
     job_id: Any = None,
     after: Any = None,
+    cache: Any = None,
     batch_size: int | None = None,
 ) -> JobSpec:
     if not isinstance(renderer, str) or renderer not in registry:
@@ -209,7 +211,16 @@ def _build_spec(
         max_retries=retries,
         explicit_id=explicit_id,
         after=waits_on,
+        cache=_check_cache(config, cache),
     )
+
+
+def _check_cache(config: FarmConfig, cache: Any) -> bool:
+    if cache is None:
+        return config.cache.default
+    if not isinstance(cache, bool):
+        raise InvalidJobError(f"cache must be true or false, got {cache!r}")
+    return cache
 
 
 def _with(items: tuple[str, ...], more: Sequence[str]) -> tuple[str, ...]:
@@ -459,6 +470,8 @@ def _queue_writes(
             fields[keys.F_SUBMITTER] = submitter
         if spec.files:
             fields[keys.F_FILES] = json.dumps(list(spec.files))
+        if spec.cache:
+            fields[keys.F_CACHE] = "1"
         job.farm_fields = fields
         job.save(pipeline=pipe)
         if spec.after:

@@ -65,6 +65,7 @@ def test_example_documents_every_key_with_its_default():
         "alerts",
         "notify",
         "web",
+        "cache",
     ):
         assert getattr(parsed, section) == getattr(defaults, section), section
     for key in _leaf_keys(FarmConfig):

@@ -61,6 +61,10 @@ def facts(info: JobInfo, clock: Clock) -> Table:
         table.add_row("waiting", info.wait_reason)
     if info.after:
         table.add_row("after", "  ".join(job_id[:8] for job_id in info.after))
+    if info.cached_from:
+        table.add_row(
+            "cached", Text(f"outputs reused from job {info.cached_from} (render cache)", style="green")
+        )
     if info.eta is not None:
         label = "starts ~" if info.status is JobStatus.QUEUED else "eta"
         table.add_row(label, clock.hms(info.eta))

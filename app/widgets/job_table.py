@@ -123,6 +123,8 @@ def note(row: JobRow, at: datetime) -> Text:
     if row.status in (JobStatus.FAILED, JobStatus.CANCELED):
         kind = row.error_kind.value if row.error_kind else row.status.value
         return _cell(f"{kind}: {first_line(row.error)}", "red" if row.status is JobStatus.FAILED else "")
+    if row.cached_from:
+        return _cell(f"cached · from {row.cached_from[:8]}", "green")
     return _cell("done", "dim")
 
 

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from . import admin, jobs, processes  # noqa: F401 - importing them registers their commands
+from . import admin, cache, jobs, processes  # noqa: F401 - importing them registers their commands
 from .group import cli, fail
 
 

@@ -80,6 +80,11 @@ def load_params(params: str | None, pairs: tuple[str, ...]) -> dict[str, Any]:
     multiple=True,
     help="a job (id or unique prefix) to wait for (repeatable); params may name its output as job:ID/NAME",
 )
+@click.option(
+    "--cache/--no-cache",
+    default=None,
+    help="reuse an identical earlier render's outputs; identical jobs render once (default: [cache] default)",
+)
 @click.option("--wait", is_flag=True, help="wait for the job, with a progress bar")
 @pass_ctx
 def submit(
@@ -95,6 +100,7 @@ def submit(
     job_id: str | None,
     files: tuple[str, ...],
     after: tuple[str, ...],
+    cache: bool | None,
     wait: bool,
 ) -> None:
     """Submit a render; prints its job id."""
@@ -112,6 +118,7 @@ def submit(
         job_id=job_id,
         files=list(files) or None,
         after=waits_for or None,
+        cache=cache,
     )
     click.echo(new_id)
     if wait:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..models import AuditEntry, Caps, FarmStats, JobInfo, JobStatus, PoolInfo, WorkerInfo
+from ..models import AuditEntry, CacheEntry, Caps, FarmStats, JobInfo, JobStatus, PoolInfo, WorkerInfo
 from ..terminal import printable
 
 BAR_WIDTH = 30
@@ -88,6 +88,8 @@ def job_detail(info: JobInfo, dependents: Sequence[str] = ()) -> str:
         lines.append(f"waiting     {info.wait_reason}")
     if info.eta:
         lines.append(f"eta         {_clock(info.eta)}")
+    if info.cached_from:
+        lines.append(f"cached from {info.cached_from} (render cache)")
     if info.after:
         lines.append(f"after       {', '.join(info.after)}")
     if dependents:
@@ -141,6 +143,34 @@ def workers_table(workers: list[WorkerInfo]) -> str:
             )
         )
     return _table(rows)
+
+
+def cache_table(found: list[CacheEntry]) -> str:
+    if not found:
+        return "the render cache is empty"
+    rows = [("KEY", "JOB", "RENDERER", "FILES", "SIZE", "AGE", "HITS")]
+    for e in found:
+        rows.append(
+            (
+                e.key[:12],
+                e.job_id[:12],
+                e.renderer,
+                str(e.files),
+                _size(e.bytes),
+                f"{_ago(e.created_at)}" if e.created_at else "-",
+                str(e.hits),
+            )
+        )
+    return printable(_table(rows))
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
 
 
 def pools_table(pools: list[PoolInfo]) -> str:

@@ -44,6 +44,7 @@ ROW_FIELDS = (
     keys.F_JOB_TYPE,
     keys.F_SUBMITTER,
     keys.RQ_DEPENDENCY_IDS,
+    keys.F_CACHED_FROM,
 )
 
 
@@ -73,6 +74,7 @@ class JobRow(BaseModel):
     eta: datetime | None = None
     wait_reason: str | None = None
     after: tuple[str, ...] = ()  # the jobs it waits for (after=)
+    cached_from: str | None = None  # a render cache hit: the job whose outputs it reused
 
     def waited(self, now: datetime) -> float | None:
         if self.enqueued_at is None:
@@ -186,6 +188,7 @@ def _row(job_id: str, values: list[bytes | None]) -> JobRow | None:
         if status is JobStatus.SCHEDULED and retry_at
         else None,
         after=record.after,
+        cached_from=record.cached_from,
     )
 
 

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError, WatchError
 from rq_scheduler import Scheduler
 
 from .. import caps, keys, transitions
+from ..cache import entries
 from ..config import FarmConfig
 from ..models import ErrorKind
 from ..notify.deliver import Notifier
@@ -135,6 +136,7 @@ class SchedulerLoop:
         lock_ttl = max(1, int(self.config.scheduler.sweep_interval * 1000))
         if self.connection.set(keys.SWEEP_LOCK, self.scheduler.name, nx=True, px=lock_ttl):
             report = sweep_once(self.connection, self.config, now)
+            entries.trim(self.connection, self.config)  # the render cache within its size
             self.sweeps += 1
             if report.recovered or report.timed_out or report.freed:
                 log.warning(

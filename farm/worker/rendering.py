@@ -37,7 +37,7 @@ from ..config import FarmConfig
 from ..files import store
 from ..models import ErrorKind
 from ..render import Registry, RendererEnv, RenderError, format_validation_error, renderer_env
-from . import exchange, lease, refs
+from . import caching, exchange, lease, refs
 
 LOG_TAIL_LINES = 200
 FLUSH_EVERY = 0.2  # seconds between writes of a running job's progress and log, and cancel checks
@@ -55,6 +55,7 @@ class _Installed:
     job_type: str | None = None
     token: str = ""  # the run's dispatch token: the horse's writes are fenced on it
     files: tuple[dict[str, Any], ...] = ()  # the job's uploaded inputs
+    cache: bool = False  # the job may reuse (and feeds) the render cache
 
 
 _installed: _Installed | None = None
@@ -68,13 +69,20 @@ def configure(
     _installed = _Installed(config, registry, connection, cell, place)
 
 
-def set_job(attempt: int, job_type: str | None, token: str, files: tuple[dict[str, Any], ...] = ()) -> None:
+def set_job(
+    attempt: int,
+    job_type: str | None,
+    token: str,
+    files: tuple[dict[str, Any], ...] = (),
+    cache: bool = False,
+) -> None:
     """Facts about the job the worker is about to fork for (the horse reads them)."""
     if _installed is not None:
         _installed.attempt = attempt
         _installed.job_type = job_type
         _installed.token = token
         _installed.files = files
+        _installed.cache = cache
 
 
 def place() -> exchange.Place:
@@ -315,11 +323,19 @@ def _render(
     )
     _context = ctx
     try:
-        result = backend.render(parsed, ctx)
+        key = caching.key_for(connection, backend, renderer, parsed, env) if _installed.cache else None
+        reused = (
+            caching.reuse_or_lock(connection, config, _installed.place, key, ctx, job_id, timeout)
+            if key
+            else None
+        )
+        result = reused if reused is not None else backend.render(parsed, ctx)
         if not isinstance(result, dict):
             raise RenderError(
                 ErrorKind.UNKNOWN, f"renderer {renderer!r} returned {type(result).__name__}, not a dict"
             )
+        if key is not None:
+            result = {**result, "cache_key": key}
         return check_outputs(config, job_id, staging, result, token, local=_installed.place.local)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -380,7 +380,7 @@ class FarmWorker(Worker):
             return None
         self._raw = raw
         self._run = endings.Run.from_record(record)
-        rendering.set_job(self._run.attempt, record.job_type, self._run.token, record.files)
+        rendering.set_job(self._run.attempt, record.job_type, self._run.token, record.files, record.cache)
         return job, FarmQueue(
             queue_name if queue_name in QUEUE_NAMES else "medium", connection=self.connection
         )
