@@ -36,6 +36,7 @@ ORDER = [
     "autoscale",
     "latency",
     "pipeline",
+    "cache",
     "recovery",
     "ui",
     "metrics",
