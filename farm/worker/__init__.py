@@ -5,5 +5,6 @@
 - ``horse``: the work horse itself — running the job, recording its end, process mechanics;
 - ``rendering``: the job function every farm job calls, the render context, publishing outputs;
 - ``lease``: a run's self-fencing lease; ``journal``: endings kept while Redis is away;
-- ``pool``: ``farm worker --workers N``; ``housekeeping``: retention of this host's files.
+- ``pool``: ``farm worker --workers N`` or ``MIN:MAX``; ``scaling``: pool sizes and when to grow
+  (``lua/scale.lua``); ``housekeeping``: retention of this host's files.
 """
