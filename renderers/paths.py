@@ -3,8 +3,10 @@
 ``check_relative_or_within`` is pure (no disk access) and runs inside ``validate()``;
 ``open_confined`` opens an input inside ``render()`` without following any symlink, and tools get
 the opened file as ``fd_path(fd)`` (or a ``snapshot`` copy), so a symlink swapped in after the
-check cannot redirect them; ``plain_name`` vets output file names. Every refusal is a
-``RenderError`` naming the offending path in one line. Linux only (``/proc/self/fd``).
+check cannot redirect them; ``plain_name`` vets output file names. ``resolve_confined`` and
+``sibling_paths`` name, for the render cache's key, the very files those opens and snapshots
+read. Every refusal is a ``RenderError`` naming the offending path in one line. Linux only
+(``/proc/self/fd``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import errno
 import os
 import posixpath
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 from farm.models import ErrorKind
@@ -168,6 +170,40 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+def real_path(fd: int, raw: str) -> Path:
+    """Where the open file ``fd`` lives, as a path without symlinks (the kernel's name for it).
+
+    Checked against the fd (same device and inode), so a file renamed or replaced since it was
+    opened is refused (``invalid_input``) rather than named wrongly. ``raw`` is the path as
+    given, for the message."""
+    target = os.readlink(fd_path(fd))
+    opened = os.fstat(fd)
+    try:
+        now = os.stat(target, follow_symlinks=False)
+    except OSError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        raise _invalid(f"input {show(raw)} was moved or replaced while it was being opened")
+    return Path(target)
+
+
+def resolve_confined(path: str | os.PathLike[str], roots: Sequence[Path], *, directory: bool = False) -> Path:
+    """The real path of the file ``open_confined(path, roots)`` opens, with its refusals
+    (``invalid_input``, ``not_found``) alike; the fd is closed again."""
+    fd = open_confined(path, roots, directory=directory)
+    try:
+        return real_path(fd, os.fspath(path))
+    finally:
+        os.close(fd)
+
+
+class TooLarge(RenderError):
+    """A file went past the bytes it was allowed (``invalid_input``)."""
+
+    def __init__(self, name: str, max_bytes: int) -> None:
+        super().__init__(ErrorKind.INVALID_INPUT, f"{show(name)} is larger than {max_bytes} bytes")
+
+
 def snapshot(fd: int, dest: Path, *, max_bytes: int) -> int:
     """Copy the open file ``fd`` to a new file ``dest`` (never an existing one); return its size.
 
@@ -180,12 +216,46 @@ def snapshot(fd: int, dest: Path, *, max_bytes: int) -> int:
             while chunk := os.pread(fd, 1 << 20, copied):
                 copied += len(chunk)
                 if copied > max_bytes:
-                    raise _invalid(f"{show(dest.name)} is larger than {max_bytes} bytes")
+                    raise TooLarge(dest.name, max_bytes)
                 out.write(chunk)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
     return copied
+
+
+def _siblings(
+    folder_fd: int, name: str, budget: int, max_files: int, take: Callable[[int, str, int], int]
+) -> list[str]:
+    """Hand each file of ``name``'s suffix in the opened folder (sorted, regular files only, never
+    through a symlink) to ``take(fd, sibling, budget)``, which returns the bytes it used or raises
+    ``TooLarge``; at most ``max_files`` are taken. Return the names left out."""
+    suffix = PurePosixPath(name).suffix
+    skipped: list[str] = []
+    with os.scandir(folder_fd) as entries:
+        siblings = sorted(
+            entry.name
+            for entry in entries
+            if entry.name.endswith(suffix) and entry.name != name and entry.is_file(follow_symlinks=False)
+        )
+    taken = 0
+    for sibling in siblings:
+        try:
+            fd = os.open(sibling, _FILE_FLAGS, dir_fd=folder_fd)
+        except OSError:  # gone, or swapped for a symlink since the listing
+            skipped.append(sibling)
+            continue
+        try:
+            if taken < max_files and stat.S_ISREG(os.fstat(fd).st_mode):
+                budget -= take(fd, sibling, budget)
+                taken += 1
+            else:
+                skipped.append(sibling)
+        except TooLarge:  # over the byte budget
+            skipped.append(sibling)
+        finally:
+            os.close(fd)
+    return skipped
 
 
 def snapshot_with_siblings(
@@ -195,32 +265,31 @@ def snapshot_with_siblings(
     opened folder beside it (regular files only, never through a symlink), within ``max_bytes``
     in all and ``max_files`` siblings; return the names of the siblings left out."""
     budget = max_bytes - snapshot(file_fd, dest / name, max_bytes=max_bytes)
-    suffix = PurePosixPath(name).suffix
-    skipped: list[str] = []
-    with os.scandir(folder_fd) as entries:
-        siblings = sorted(
-            entry.name
-            for entry in entries
-            if entry.name.endswith(suffix) and entry.name != name and entry.is_file(follow_symlinks=False)
-        )
-    copied = 0
-    for sibling in siblings:
-        try:
-            fd = os.open(sibling, _FILE_FLAGS, dir_fd=folder_fd)
-        except OSError:  # gone, or swapped for a symlink since the listing
-            skipped.append(sibling)
-            continue
-        try:
-            if copied < max_files and stat.S_ISREG(os.fstat(fd).st_mode):
-                budget -= snapshot(fd, dest / sibling, max_bytes=budget)
-                copied += 1
-            else:
-                skipped.append(sibling)
-        except RenderError:  # over the byte budget
-            skipped.append(sibling)
-        finally:
-            os.close(fd)
-    return skipped
+
+    def take(fd: int, sibling: str, left: int) -> int:
+        return snapshot(fd, dest / sibling, max_bytes=left)
+
+    return _siblings(folder_fd, name, budget, max_files, take)
+
+
+def sibling_paths(file_fd: int, folder_fd: int, name: str, *, max_bytes: int, max_files: int) -> list[Path]:
+    """The real paths of the files ``snapshot_with_siblings`` copies from this opened file and
+    folder: the file first, then its siblings in copy order (the same listing and limits, sizes
+    from ``fstat``). Refuses what it refuses (``TooLarge`` for the file itself)."""
+    size = os.fstat(file_fd).st_size
+    if size > max_bytes:
+        raise TooLarge(name, max_bytes)
+    found = [real_path(file_fd, name)]
+
+    def take(fd: int, sibling: str, budget: int) -> int:
+        used = os.fstat(fd).st_size
+        if used > budget:
+            raise TooLarge(sibling, budget)
+        found.append(real_path(fd, sibling))
+        return used
+
+    _siblings(folder_fd, name, max_bytes - size, max_files, take)
+    return found
 
 
 def plain_name(name: str, *, what: str = "output name") -> str:
