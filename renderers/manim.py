@@ -20,15 +20,20 @@ symlink below an input root is followed, in-root ones included) and manim runs a
 made from that open file, in a fresh 0700 temp dir, never the name a swapped symlink could
 redirect. The ``.py`` modules beside the script are copied with it (regular files only, 16 MiB
 and 200 files at most), so ``import helpers`` keeps working; sub-packages (folders) are not.
-manim's working directory is the script's folder as opened (``/proc/self/fd/N``), so assets named
-relative to it still load. A scene is code: what it opens by itself is not confined.
+manim's working directory is the script's folder as opened (``/proc/self/fd/N``): the folder the
+script was found in, so assets named relative to it still load. A scene is code: what it opens by
+itself is not confined.
+
+For the render cache, ``cache_inputs`` names the script and the sibling modules that would be
+copied (the same choice), and ``tool_version`` is ``manim <version>``: read in-process when the
+``manim`` executable runs this very Python, else from ``manim --version`` once per process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
-import posixpath
 import re
 import shutil
 import subprocess
@@ -43,11 +48,20 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from farm.models import ErrorKind
-from farm.render import Health, Params, RenderContext, Renderer, RenderError, Settings
+from farm.render import Health, Params, RenderContext, Renderer, RendererEnv, RenderError, Settings
 
 from .media import probe_duration
-from .paths import as_value_error, check_relative_or_within, fd_path, open_confined, snapshot_with_siblings
+from .paths import (
+    as_value_error,
+    check_relative_or_within,
+    fd_path,
+    open_confined,
+    real_path,
+    sibling_paths,
+    snapshot_with_siblings,
+)
 from .proc import ProcResult, run
+from .versions import locate, runs_this_python, version_line
 
 Quality = Literal["low", "medium", "high", "production", "4k"]
 Format = Literal["mp4", "mov", "gif", "webm", "png"]
@@ -75,6 +89,7 @@ _FRAME = re.compile(r"(\S+\.py):(\d+)(?: in (\w+))?")
 _BOX_CHARS = "│╭╰─┃━┏┗╮╯"
 _PROMPT_NOISE = ("Choose number", "(Use comma", "Choice(s)")
 _TRANSIENT = ("MemoryError", "No space left on device")
+_VERSION = re.compile(r"\bv?(\d+(?:\.\d+)+[\w.+-]*)")
 MAX_SOURCE_BYTES = 16 * 1024**2  # the script and the modules copied beside it
 MAX_SIBLINGS = 200
 
@@ -268,6 +283,24 @@ def find_output(media_dir: Path, scene: str, fmt: str) -> Path | None:
     return max(found, key=lambda path: path.stat().st_mtime) if found else None
 
 
+def manim_version(executable: str) -> str:
+    """``manim <version>`` for ``executable``, the same whichever way it is read; never raises
+    (``manim unknown (<path>)`` when it cannot be read)."""
+    found = locate(executable)
+    if found is None:
+        return f"manim unknown ({executable})"
+    if runs_this_python(found):
+        try:
+            return f"manim {importlib.metadata.version('manim')}"
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    line = version_line([found, "--version"])  # "Manim Community v0.22.0"
+    if line is None:
+        return f"manim unknown ({found})"
+    number = _VERSION.search(line)
+    return f"manim {number.group(1) if number else line}"
+
+
 class ManimRenderer(Renderer[ManimSettings]):
     name = "manim"
     Params = ManimParams
@@ -279,13 +312,34 @@ class ManimRenderer(Renderer[ManimSettings]):
             check_relative_or_within(parsed.script, self.env.input_roots)
         return parsed
 
+    @staticmethod
+    def _open(params: ManimParams, roots: Sequence[Path], opened: contextlib.ExitStack) -> tuple[int, int]:
+        """The script and its folder, opened confined (closed with ``opened``). The folder is the
+        one the script was found in, not the first root that has a folder of that name."""
+        script_fd = open_confined(params.script, roots)
+        opened.callback(os.close, script_fd)
+        folder = real_path(script_fd, params.script).parent
+        folder_fd = open_confined(folder, roots, directory=True)
+        opened.callback(os.close, folder_fd)
+        return script_fd, folder_fd
+
+    def cache_inputs(self, params: Any, env: RendererEnv) -> list[Path]:
+        """The script, then the sibling modules ``render`` copies beside it (sorted)."""
+        if not isinstance(params, ManimParams):
+            params = self.validate(params)
+        with contextlib.ExitStack() as opened:
+            script_fd, folder_fd = self._open(params, env.input_roots, opened)
+            name = PurePosixPath(params.script).name
+            return sibling_paths(
+                script_fd, folder_fd, name, max_bytes=MAX_SOURCE_BYTES, max_files=MAX_SIBLINGS
+            )
+
+    def tool_version(self) -> str:
+        return manim_version(self.settings.executable)
+
     def render(self, params: ManimParams, ctx: RenderContext) -> dict[str, Any]:
         with contextlib.ExitStack() as opened:
-            script_fd = open_confined(params.script, ctx.env.input_roots)
-            opened.callback(os.close, script_fd)
-            folder = posixpath.dirname(params.script) or "."
-            folder_fd = open_confined(folder, ctx.env.input_roots, directory=True)
-            opened.callback(os.close, folder_fd)
+            script_fd, folder_fd = self._open(params, ctx.env.input_roots, opened)
             # private (0700) and short: rich wraps long paths in tracebacks, hiding the failing line
             source = Path(tempfile.mkdtemp(prefix="farm-manim-src-"))
             opened.callback(shutil.rmtree, source, ignore_errors=True)
