@@ -6,7 +6,9 @@ hands ffprobe and ffmpeg the opened files (``/proc/self/fd/N``, concat list entr
 symlink swapped in after the check cannot redirect them; ffmpeg's messages name the inputs as
 the job did. It runs ffmpeg through ``renderers.proc`` with ``-progress pipe:1`` and checks what
 landed in the staging dir. The params model lives in ``renderers.ffmpeg_params``, the raw
-preset's argument policy in ``renderers.ffmpeg_raw``.
+preset's argument policy in ``renderers.ffmpeg_raw``. For the render cache, ``cache_inputs``
+names the files ``render`` opens (``input_names`` picks them for both) and ``tool_version`` is
+the first line of ``ffmpeg -version``.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from typing import Any
 from pydantic import Field
 
 from farm.models import ErrorKind
-from farm.render import Health, RenderContext, Renderer, RenderError, Settings
+from farm.render import Health, RenderContext, Renderer, RendererEnv, RenderError, Settings
 
 from .ffmpeg_params import IMAGE_EXTENSIONS, FfmpegParams
 from .ffmpeg_raw import RawPlan, plan_raw
 from .media import SAFE_DEMUXERS, probe_duration
-from .paths import check_relative_or_within, fd_path, open_confined
+from .paths import check_relative_or_within, fd_path, open_confined, resolve_confined
 from .proc import run
+from .versions import locate, version_line
 
 _FD_PATH = re.compile(r"/proc/self/fd/\d+")
 # fmt: off
@@ -146,6 +149,14 @@ def build_argv(
     ]  # fmt: skip
 
 
+def input_names(params: FfmpegParams) -> list[str]:
+    """The inputs ``params`` reads, as the job named them, in the order ffmpeg gets them: the
+    ``-i`` values of ``raw`` (as ``plan_raw`` finds them), ``inputs`` of concat, else ``input``."""
+    if params.preset == "raw":
+        return [params.args[i] for i in plan_raw(params.args).inputs]
+    return list(params.inputs if params.preset == "concat" else (params.input or "",))
+
+
 def concat_list(paths: Sequence[Path]) -> str:
     """The concat demuxer's list file for ``paths`` (absolute, single quotes escaped)."""
     lines = ["ffconcat version 1.0"]
@@ -192,18 +203,22 @@ class FfmpegRenderer(Renderer[FfmpegSettings]):
                 check_relative_or_within(item, roots)
         return parsed
 
+    def cache_inputs(self, params: Any, env: RendererEnv) -> list[Path]:
+        if not isinstance(params, FfmpegParams):
+            params = self.validate(params)
+        return [resolve_confined(item, env.input_roots) for item in input_names(params)]
+
+    def tool_version(self) -> str:
+        found = locate(self.settings.executable)
+        line = version_line([found, "-version"]) if found is not None else None
+        return line if line is not None else f"ffmpeg unknown ({found or self.settings.executable})"
+
     def render(self, params: FfmpegParams, ctx: RenderContext) -> dict[str, Any]:
         with contextlib.ExitStack() as opened:
-            staging = Path(ctx.staging_dir)
-            roots = list(ctx.env.input_roots)
-            if params.preset == "raw":
-                wanted = [params.args[i] for i in plan_raw(params.args).inputs]
-                roots.append(staging)
-            else:
-                wanted = list(params.inputs if params.preset == "concat" else (params.input or "",))
+            wanted = input_names(params)
             fds = []
             for item in wanted:  # ffmpeg reads the files we opened, never their names again
-                fds.append(open_confined(item, roots))
+                fds.append(open_confined(item, ctx.env.input_roots))
                 opened.callback(os.close, fds[-1])
             return self._render(params, ctx, fds, wanted)
 
