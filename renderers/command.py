@@ -11,6 +11,11 @@ A ``path`` var names a regular file below an input root. The command gets it as
 ``/proc/self/fd/N``: the file opened (without following any symlink) when the render started,
 inherited by the command, so a symlink swapped in afterwards cannot redirect it. The command
 therefore sees neither the file's name nor its folder.
+
+For the render cache, ``cache_inputs`` names the files of the ``path`` vars, and ``tool_version``
+is a digest of every template's definition and the identity (path, size, mtime) of the executable
+each one runs: ``tool_version`` cannot see which template a job uses, so editing one template
+changes the key of all.
 """
 
 from __future__ import annotations
@@ -35,11 +40,20 @@ from pydantic import (
 )
 
 from farm.models import ErrorKind
-from farm.render import Health, Params, RenderContext, Renderer, RenderError, Settings
+from farm.render import Health, Params, RenderContext, Renderer, RendererEnv, RenderError, Settings
 
 from .command_shell import shell_reason
-from .paths import check_relative_or_within, fd_path, is_text, open_confined, plain_name, show
+from .paths import (
+    check_relative_or_within,
+    fd_path,
+    is_text,
+    open_confined,
+    plain_name,
+    resolve_confined,
+    show,
+)
 from .proc import run
+from .versions import digest, identity
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _INT = re.compile(r"^[+-]?\d{1,18}$")
@@ -276,6 +290,29 @@ class CommandRenderer(Renderer[CommandSettings]):
             if spec.type == "path":
                 check_relative_or_within(str(values[name]), roots)
         return parsed
+
+    def cache_inputs(self, params: Any, env: RendererEnv) -> list[Path]:
+        """The files of the template's ``path`` vars, in declaration order."""
+        if not isinstance(params, CommandParams):
+            params = self.validate(params)
+        template = self.template(params.template)
+        values = check_vars(template, params.vars)
+        return [
+            resolve_confined(str(values[name]), env.input_roots)
+            for name, spec in template.vars.items()
+            if spec.type == "path"
+        ]
+
+    def tool_version(self) -> str:
+        templates = {
+            name: {
+                "definition": template.model_dump(mode="json"),
+                # found as the child finds it: on the PATH of the environment it runs with
+                "executable": identity(template.argv[0], {**os.environ, **template.env}.get("PATH")),
+            }
+            for name, template in self.settings.templates.items()
+        }
+        return f"command/1 {digest(templates)}"
 
     def render(self, params: CommandParams, ctx: RenderContext) -> dict[str, Any]:
         with contextlib.ExitStack() as opened:

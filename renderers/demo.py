@@ -44,6 +44,9 @@ class DemoRenderer(Renderer[Settings]):
         ctx.progress(100.0, "done")
         return {"outputs": [], "duration": params.duration, "stages": params.stages}
 
+    def tool_version(self) -> str:
+        return "demo/1"  # no tool and no input files (cache_inputs stays empty)
+
 
 def _should_fail(params: DemoParams, ctx: RenderContext) -> bool:
     if params.fail_attempts is None:

@@ -4,7 +4,9 @@ Services are defined only in config (``[renderers.http.services.<name>]``); job 
 and carries a JSON payload. Secrets come from the worker's environment (``auth_env``), never from
 job data. Status codes and transport failures map to error kinds as in SPEC §6; the pure pieces
 live in ``renderers.http_wire``. Response bodies are read as a stream and never held past
-``limits.max_result_bytes`` (a larger answer is ``api_error``).
+``limits.max_result_bytes`` (a larger answer is ``api_error``). For the render cache a job reads
+no input files (its payload is in the params) and ``tool_version`` names every service by address,
+mode, preset and paths, never its secret.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .http_wire import (
     service_percent,
     shape_result,
 )
+from .versions import digest
 
 DONE = frozenset({"done", "succeeded", "success", "completed", "complete", "finished"})
 FAILED = frozenset({"failed", "failure", "error", "errored", "canceled", "cancelled"})
@@ -165,6 +168,13 @@ class HttpRenderer(Renderer[HttpSettings]):
         parsed = HttpParams.model_validate(dict(params))
         check_payload(self.service(parsed.service).preset, parsed.payload, self.settings.max_payload_bytes)
         return parsed
+
+    def tool_version(self) -> str:
+        # what decides the answer: where it is asked and in which shape; never auth_* (secrets),
+        # nor timeouts and intervals (they decide only whether an answer comes)
+        shown = {"base_url", "mode", "preset", "render_path", "status_path"}
+        services = {name: one.model_dump(include=shown) for name, one in self.settings.services.items()}
+        return f"http/1 {digest(services)}"
 
     def render(self, params: HttpParams, ctx: RenderContext) -> dict[str, Any]:
         service = self.service(params.service)
