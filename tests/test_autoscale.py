@@ -374,3 +374,17 @@ def test_burst_pools_end_when_the_work_is_done(sfarm: Farm, procs, connection: R
     used = {e["w"] for e in read_events(connection) if e["e"] == "start" and e["w"].startswith("autoburst.")}
     assert 2 <= len(used) <= 3
     assert list_pools(connection) == []  # a stopped pool takes its record away
+
+
+def test_jobs_waiting_on_a_dependency_count_once_released(
+    sfarm: Farm, procs, connection: Redis, redis_url: str, scale_config
+):
+    first = demo(sfarm, 1, 3.0)[0]
+    waiting = [sfarm.submit("demo", {"duration": 2.5, "stages": 1}, after=[first]) for _ in range(3)]
+    assert look(connection, scale_config).eligible == 1  # deferred jobs are in no queue
+    Scaler(connection, scale_config, "probe-pool", PoolSize(0, 8)).forget()  # its reservation
+    procs.worker("--workers", "1:3", "--name", "deps")
+    wait_for(lambda: sfarm.get(first).status is JobStatus.RUNNING, timeout=15, what="first running")
+    hold_for(1.5, lambda: alive(connection, "deps") == 1)
+    wait_for(lambda: alive(connection, "deps") == 3, timeout=10, what="3 workers once released")
+    finished(sfarm, [first, *waiting])
