@@ -52,11 +52,12 @@ from farm.render import Health, Params, RenderContext, Renderer, RendererEnv, Re
 
 from .media import probe_duration
 from .paths import (
+    again_if_moved,
     as_value_error,
     check_relative_or_within,
     fd_path,
+    folder_of,
     open_confined,
-    real_path,
     sibling_paths,
     snapshot_with_siblings,
 )
@@ -318,7 +319,7 @@ class ManimRenderer(Renderer[ManimSettings]):
         one the script was found in, not the first root that has a folder of that name."""
         script_fd = open_confined(params.script, roots)
         opened.callback(os.close, script_fd)
-        folder = real_path(script_fd, params.script).parent
+        folder = folder_of(script_fd)
         folder_fd = open_confined(folder, roots, directory=True)
         opened.callback(os.close, folder_fd)
         return script_fd, folder_fd
@@ -327,12 +328,16 @@ class ManimRenderer(Renderer[ManimSettings]):
         """The script, then the sibling modules ``render`` copies beside it (sorted)."""
         if not isinstance(params, ManimParams):
             params = self.validate(params)
-        with contextlib.ExitStack() as opened:
-            script_fd, folder_fd = self._open(params, env.input_roots, opened)
-            name = PurePosixPath(params.script).name
-            return sibling_paths(
-                script_fd, folder_fd, name, max_bytes=MAX_SOURCE_BYTES, max_files=MAX_SIBLINGS
-            )
+        name = PurePosixPath(params.script).name
+
+        def look() -> list[Path]:
+            with contextlib.ExitStack() as opened:
+                script_fd, folder_fd = self._open(params, env.input_roots, opened)
+                return sibling_paths(
+                    script_fd, folder_fd, name, max_bytes=MAX_SOURCE_BYTES, max_files=MAX_SIBLINGS
+                )
+
+        return again_if_moved(look)  # a file swapped while it was being named: look again
 
     def tool_version(self) -> str:
         return manim_version(self.settings.executable)

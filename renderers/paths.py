@@ -11,12 +11,14 @@ read. Every refusal is a ``RenderError`` naming the offending path in one line. 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from farm.models import ErrorKind
 from farm.render import RenderError
@@ -26,6 +28,7 @@ MAX_NAME_BYTES = 255
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO must not hang the render (it is refused as "not a regular file")
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+T = TypeVar("T")
 
 
 def _invalid(message: str) -> RenderError:
@@ -170,31 +173,62 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+class Moved(RenderError):
+    """An opened input's name no longer leads to it (renamed, replaced or swapped for a symlink)."""
+
+    def __init__(self, raw: str) -> None:
+        message = f"input {show(raw)} was moved or replaced while it was being opened"
+        super().__init__(ErrorKind.INVALID_INPUT, message)
+
+
+def folder_of(fd: int) -> Path:
+    """The folder the open file ``fd`` is in, by the kernel's name for it (no symlinks): where it
+    was opened, or where a rename since has moved it."""
+    return Path(os.readlink(fd_path(fd))).parent  # a " (deleted)" suffix stays on the file's name
+
+
 def real_path(fd: int, raw: str) -> Path:
     """Where the open file ``fd`` lives, as a path without symlinks (the kernel's name for it).
 
-    Checked against the fd (same device and inode), so a file renamed or replaced since it was
-    opened is refused (``invalid_input``) rather than named wrongly. ``raw`` is the path as
-    given, for the message."""
+    Checked against the fd (same device and inode): raises ``Moved`` if that name now leads
+    elsewhere or nowhere, rather than naming another file. ``raw``: the path as given."""
     target = os.readlink(fd_path(fd))
     opened = os.fstat(fd)
     try:
         now = os.stat(target, follow_symlinks=False)
     except OSError:
-        now = None
-    if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
-        raise _invalid(f"input {show(raw)} was moved or replaced while it was being opened")
+        raise Moved(raw) from None
+    if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        raise Moved(raw)
     return Path(target)
+
+
+ATTEMPTS = 3  # a name that keeps changing under us is refused after this many looks
+
+
+def again_if_moved(look: Callable[[], T]) -> T:
+    """``look()``, run again while it raises ``Moved`` (``ATTEMPTS`` runs in all): each run
+    opens the names afresh, so what they lead to by then is checked like any input."""
+    for _ in range(ATTEMPTS - 1):
+        with contextlib.suppress(Moved):
+            return look()
+    return look()
 
 
 def resolve_confined(path: str | os.PathLike[str], roots: Sequence[Path], *, directory: bool = False) -> Path:
     """The real path of the file ``open_confined(path, roots)`` opens, with its refusals
-    (``invalid_input``, ``not_found``) alike; the fd is closed again."""
-    fd = open_confined(path, roots, directory=directory)
-    try:
-        return real_path(fd, os.fspath(path))
-    finally:
-        os.close(fd)
+    (``invalid_input``, ``not_found``) alike; the fd is closed again. A name swapped between the
+    open and the check is looked up again (``again_if_moved``): a symlink now there is refused
+    as one, a name that keeps changing is ``Moved``."""
+
+    def look() -> Path:
+        fd = open_confined(path, roots, directory=directory)
+        try:
+            return real_path(fd, os.fspath(path))
+        finally:
+            os.close(fd)
+
+    return again_if_moved(look)
 
 
 class TooLarge(RenderError):
