@@ -407,7 +407,9 @@ BOUNDED = {
     "farm:caps", "farm:slots", "farm:leases", "farm:held_renderers", "farm:seq", "farm:paused",
     "farm:wake", "farm:jobs", "farm:heartbeats", "farm:scheduler:heartbeat", "farm:sweep:lock",
     "farm:events", "farm:audit", "farm:redis:restarts", "rq:queues", "rq:workers",
-    "rq:scheduler:scheduled_jobs", "rq:suspended", "farm:pools",
+    "rq:scheduler:scheduled_jobs", "rq:suspended", "farm:pools", "farm:metrics", "farm:policy",
+    "farm:serve", "farm:notify:cursor", "farm:notify:due", "farm:notify:alerts", "farm:notify:log",
+    "farm:cache:index",
 }  # fmt: skip
 BOUNDED_PREFIXES = (
     "rq:queue:", "rq:finished:", "rq:failed:", "rq:canceled:", "rq:wip:", "rq:scheduled:",

@@ -92,12 +92,16 @@ def test_rq_dashboard_workers_view_works_while_jobs_run(farm: Farm, procs, conne
         base = f"http://127.0.0.1:{port}"
 
         def workers() -> httpx.Response | None:
+            assert dashboard.poll() is None, "rq-dashboard exited:\n" + _tail(tmp_path / "dashboard.log")
             try:
                 return httpx.get(f"{base}/0/data/workers.json", timeout=5)
             except httpx.HTTPError:
                 return None
 
-        response = wait_for(workers, timeout=30, what="rq-dashboard")
+        try:
+            response = wait_for(workers, timeout=60, what="rq-dashboard")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_tail(tmp_path / 'dashboard.log')}") from None
         assert response.status_code == 200, (tmp_path / "dashboard.log").read_text()[-2000:]
         assert response.json()["workers"], response.text
         queues = httpx.get(f"{base}/0/data/queues.json", timeout=5)
@@ -106,4 +110,9 @@ def test_rq_dashboard_workers_view_works_while_jobs_run(farm: Farm, procs, conne
         dashboard.terminate()
         dashboard.wait(timeout=10)
         log.close()
-        farm.cancel(job_id)
+        if not farm.get(job_id).status.terminal:
+            farm.cancel(job_id)
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-3000:]
