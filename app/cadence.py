@@ -21,12 +21,13 @@ def same_farm(a: Snapshot | None, b: Snapshot | None) -> bool:
     the scheduler's heartbeat age and the Redis round trip) moved."""
     if a is None or b is None:
         return False
-    if (a.rows, a.alerts, a.audit, a.workers_alive, a.redis_restarts) != (
+    if (a.rows, a.alerts, a.audit, a.workers_alive, a.redis_restarts, _pool_counts(a)) != (
         b.rows,
         b.alerts,
         b.audit,
         b.workers_alive,
         b.redis_restarts,
+        _pool_counts(b),
     ):
         return False
     left, right = dict(a.stats.__dict__), dict(b.stats.__dict__)
@@ -34,6 +35,11 @@ def same_farm(a: Snapshot | None, b: Snapshot | None) -> bool:
         left.pop(key, None)
         right.pop(key, None)
     return left == right
+
+
+def _pool_counts(snapshot: Snapshot) -> list[tuple[str, int, int, int, int]]:
+    """What the screen shows of the pools (not their report times, which move every second)."""
+    return [(p.name, p.current, p.target, p.minimum, p.maximum) for p in snapshot.pools]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from farm.config import FarmConfig
 from farm.connection import connect_redis, redis_errors
 from farm.errors import FarmUnavailableError, JobNotFoundError
 from farm.live.snapshot import Snapshot, take_snapshot
-from farm.models import Caps, JobInfo, Priority, WorkerInfo
+from farm.models import Caps, JobInfo, PoolInfo, Priority, WorkerInfo
 from farm.render import Registry
 from farm.terminal import printable, sanitized
 
@@ -40,6 +40,7 @@ class Source(Protocol):
     def dependents(self, job_id: str) -> list[str]: ...
     def resolve_id(self, text: str) -> str: ...
     def workers(self) -> list[WorkerInfo]: ...
+    def pools(self) -> list[PoolInfo]: ...
     def submit(self, renderer: str, params: Mapping[str, Any], **options: Any) -> str: ...
     def cancel(self, job_id: str) -> JobInfo: ...
     def retry(self, job_id: str) -> JobInfo: ...
@@ -120,6 +121,10 @@ class RedisSource:
     def workers(self) -> list[WorkerInfo]:
         with redis_errors("workers"):
             return sanitized(self.farm.workers())
+
+    def pools(self) -> list[PoolInfo]:
+        with redis_errors("pools"):
+            return sanitized(self.farm.pools())
 
     def submit(self, renderer: str, params: Mapping[str, Any], **options: Any) -> str:
         with redis_errors("submit"):
@@ -220,6 +225,10 @@ class FixedSource:
     def workers(self) -> list[WorkerInfo]:
         self._check("")
         return self._workers
+
+    def pools(self) -> list[PoolInfo]:
+        self._check("")
+        return sanitized(list(self._snapshot.pools))
 
     def submit(self, renderer: str, params: Mapping[str, Any], **options: Any) -> str:
         self._check("submit", renderer, dict(params), options)

@@ -26,7 +26,7 @@ from .errors import InvalidJobError, InvalidTransitionError, JobNotFoundError
 from .files import jobs
 from .live.listing import list_job_ids, list_prefix
 from .live.placement import place_job, wait_reason
-from .live.roster import list_workers
+from .live.roster import list_pools, list_workers
 from .live.state import FarmState, read_state, stats_from_state
 from .models import (
     AuditEntry,
@@ -36,6 +36,7 @@ from .models import (
     JobInfo,
     JobStatus,
     OutputFile,
+    PoolInfo,
     Priority,
     WorkerInfo,
 )
@@ -489,6 +490,11 @@ class Farm:
     def workers(self) -> builtins.list[WorkerInfo]:
         with redis_errors("workers"):
             return list_workers(self.connection, self.config)
+
+    def pools(self) -> builtins.list[PoolInfo]:
+        """The worker pools reporting now, on any box: processes now, target, min and max."""
+        with redis_errors("pools"):
+            return list_pools(self.connection)
 
     def audit_log(self, limit: int = 50) -> builtins.list[AuditEntry]:
         with redis_errors("audit"):

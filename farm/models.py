@@ -160,7 +160,7 @@ class Caps(_Frozen):
     effective_renderers: dict[str, int] = {}
     window: Window | None = None
     windows: tuple[Window, ...] = ()
-    processes: int = 0  # worker processes alive: the real upper bound on concurrency
+    processes: int = 0  # worker processes alive, plus what pools may still start: the real upper bound
 
 
 class WorkerInfo(_Frozen):

@@ -23,6 +23,7 @@ from redis import Redis
 from farm import Farm, JobStatus
 from farm.config import ConfigError, parse_config
 from farm.live.roster import list_pools
+from farm.live.snapshot import take_snapshot
 from farm.worker.scaling import PoolSize, Scaler
 from tests import faults
 from tests.events import read_events, replay
@@ -247,7 +248,11 @@ def test_a_pool_grows_to_the_work_never_past_max_and_shrinks_to_min(
 ):
     procs.worker("--workers", "1:4", "--name", "auto")
     wait_for(lambda: alive(connection, "auto") == 1, timeout=15, what="the minimum")
-    assert pool(connection, "auto").current == 1
+    wait_for(lambda: (p := pool(connection, "auto")) and p.current == 1, what="published")
+    # the TUI's snapshot carries the pools; the bound on concurrency counts the room to grow
+    snapshot = take_snapshot(connection, sfarm.config)
+    assert [(p.name, p.current, p.maximum) for p in snapshot.pools] == [("auto", 1, 4)]
+    assert snapshot.stats.caps.processes == 4
     with sampling(redis_url, "auto") as sampler:
         ids = demo(sfarm, 3, 2.0)
         wait_for(lambda: alive(connection, "auto") == 3, timeout=10, what="3 workers for 3 jobs")

@@ -1,4 +1,7 @@
-"""The workers view (``w``): every registered worker, its state, current job and heartbeat age."""
+"""The workers view (``w``): every registered worker, its state, current job and heartbeat age;
+under it each worker pool's processes now and the number it is heading for (``2 → 4`` while an
+autoscaling pool starts workers for waiting jobs, ``4 → 1`` while idle ones wait out
+``worker.idle_exit``)."""
 
 from __future__ import annotations
 
@@ -11,13 +14,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from farm.errors import FarmError
-from farm.models import WorkerInfo
+from farm.models import PoolInfo, WorkerInfo
 
 from ..clock import Clock
 from ..format import duration, short_id
 from ..source import Source
 
 COLUMNS = ("name", "host", "pid", "state", "current job", "last heartbeat")
+POOL_COLUMNS = ("pool", "host", "size", "processes", "busy", "idle", "starting", "can start")
 
 
 def worker_cells(worker: WorkerInfo, clock: Clock) -> tuple[Text, ...]:
@@ -33,15 +37,45 @@ def worker_cells(worker: WorkerInfo, clock: Clock) -> tuple[Text, ...]:
     )
 
 
+def pool_cells(pool: PoolInfo) -> tuple[Text, ...]:
+    moving = pool.current != pool.target
+    return (
+        Text(pool.name),
+        Text(pool.host or "-"),
+        Text(f"{pool.minimum}:{pool.maximum}" if pool.autoscaling else f"{pool.maximum} (fixed)"),
+        Text(
+            f"{pool.current} → {pool.target}" if moving else str(pool.current),
+            style="bold yellow" if moving else "",
+        ),
+        Text(str(pool.busy), style="bold green" if pool.busy else ""),
+        Text(str(pool.idle)),
+        Text(str(pool.starting)),
+        Text(str(pool.eligible)),
+    )
+
+
+def sync_rows(table: DataTable, columns: tuple[str, ...], rows: dict[str, tuple[Text, ...]]) -> None:
+    """Make ``table`` show ``rows`` (by key), updating cells in place so the cursor stays put."""
+    for key in [row.key for row in table.ordered_rows if row.key.value not in rows]:
+        table.remove_row(key)
+    for name, cells in rows.items():
+        if name in table.rows:
+            for column, value in zip(columns, cells, strict=True):
+                table.update_cell(name, column, value)
+        else:
+            table.add_row(*cells, key=name)
+
+
 class WorkersScreen(Screen[None]):
     CSS_PATH = "workers.tcss"
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
 
     class Loaded(Message):
-        def __init__(self, workers: list[WorkerInfo]) -> None:
+        def __init__(self, workers: list[WorkerInfo], pools: list[PoolInfo]) -> None:
             super().__init__()
             self.workers = workers
+            self.pools = pools
 
     class Failed(Message):
         def __init__(self, error: str) -> None:
@@ -57,6 +91,7 @@ class WorkersScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="summary")
         yield DataTable(id="workers", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="pools", cursor_type="none", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -64,13 +99,17 @@ class WorkersScreen(Screen[None]):
         table.border_title = "workers"
         for column in COLUMNS:
             table.add_column(column, key=column)
+        pools = self.query_one("#pools", DataTable)
+        pools.border_title = "pools: processes now → target"
+        for column in POOL_COLUMNS:
+            pools.add_column(column, key=column)
         table.focus()
         self._fetch(self.source)
 
     @work(thread=True, exclusive=True, group="workers", exit_on_error=False)
     def _fetch(self, source: Source) -> None:
         try:
-            self.post_message(self.Loaded(source.workers()))
+            self.post_message(self.Loaded(source.workers(), source.pools()))
         except FarmError as exc:
             self.post_message(self.Failed(f"disconnected — retrying: {exc}"))
         except Exception as exc:  # show it, keep refreshing
@@ -81,15 +120,10 @@ class WorkersScreen(Screen[None]):
 
     def on_workers_screen_loaded(self, message: WorkersScreen.Loaded) -> None:
         table = self.query_one("#workers", DataTable)
-        rows = {w.name: worker_cells(w, self.clock) for w in message.workers}
-        for key in [row.key for row in table.ordered_rows if row.key.value not in rows]:
-            table.remove_row(key)
-        for name, cells in rows.items():
-            if name in table.rows:
-                for column, value in zip(COLUMNS, cells, strict=True):
-                    table.update_cell(name, column, value)
-            else:
-                table.add_row(*cells, key=name)
+        sync_rows(table, COLUMNS, {w.name: worker_cells(w, self.clock) for w in message.workers})
+        pools = self.query_one("#pools", DataTable)
+        sync_rows(pools, POOL_COLUMNS, {p.name: pool_cells(p) for p in message.pools})
+        pools.display = bool(message.pools)
         alive = sum(w.alive for w in message.workers)
         busy = sum(w.alive and w.current_job is not None for w in message.workers)
         self.query_one("#summary", Static).update(

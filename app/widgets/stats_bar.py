@@ -167,12 +167,33 @@ def health_parts(snapshot: Snapshot, link: Link, clock: Clock) -> list[Part]:
                 f"/{stats.workers_busy} busy",
             ),
         ),
+        *pool_parts(snapshot),
         Part.of(
             1,
             _t(_sep(), _label("scheduler"), (f"{state} ({beat})", style)),
             _t(_sep(), _label("scheduler"), (state, style)),
         ),
         redis_part,
+    ]
+
+
+def pool_parts(snapshot: Snapshot) -> list[Part]:
+    """The worker pools' processes now and the number they are heading for, summed over pools;
+    shown while any pool autoscales (``--workers MIN:MAX``) or is on its way to a new size."""
+    pools = snapshot.pools
+    if not any(p.autoscaling or p.current != p.target for p in pools):
+        return []
+    now, target = sum(p.current for p in pools), sum(p.target for p in pools)
+    low, high = sum(p.minimum for p in pools), sum(p.maximum for p in pools)
+    count = f"{now} → {target}" if now != target else str(now)
+    style = "bold yellow" if now != target else ""
+    return [
+        Part.of(
+            2,
+            _t(("  pool ", "dim"), (count, style), (f" of {low}:{high}", "dim")),
+            _t(("  pool ", "dim"), (count, style)),
+            "",
+        )
     ]
 
 

@@ -93,14 +93,11 @@ def doctor(obj: Context, as_json: bool) -> None:
 def workers(obj: Context, as_json: bool) -> None:
     """List workers: name, host, pid, state, current job, last heartbeat (dead ones until RQ
     forgets them); then each worker pool's processes now and the number it is heading for."""
-    from ..connection import redis_errors
-    from ..live.roster import list_pools
     from .views import pools_table, workers_table
 
     farm = obj.farm()
     found = farm.workers()
-    with redis_errors("workers"):
-        pools = list_pools(farm.connection)
+    pools = farm.pools()
     if as_json:
         click.echo(
             as_json_text(

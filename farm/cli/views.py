@@ -221,7 +221,9 @@ def _caps_text(caps: Caps) -> str:
     for name, cap in sorted(caps.renderers.items()):
         lines.append(f"{name:<11} {cap} (effective {caps.effective_renderers.get(name, cap)})")
     if caps.processes and caps.effective_total > caps.processes:
-        lines.append(f"note        only {caps.processes} worker processes alive: they are the real limit")
+        lines.append(
+            f"note        only {caps.processes} worker processes (alive, or pools may start): the real limit"
+        )
     lines.append("windows     " + (", ".join(w.label() for w in caps.windows) or "none"))
     return "\n".join(lines)
 

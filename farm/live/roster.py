@@ -47,33 +47,36 @@ def list_workers(connection: Redis, config: FarmConfig) -> list[WorkerInfo]:
     return infos
 
 
+POOL_READ = keys.POOL_FIELDS + keys.POOL_WHERE  # what to HMGET from a pool's record, in order
+
+
 def list_pools(connection: Redis) -> list[PoolInfo]:
     """The worker pools that reported in the last few seconds (``farm worker --workers N`` or
-    ``MIN:MAX`` on any box), by name. Two round trips; never raises on a bad record."""
+    ``MIN:MAX`` on any box), by name: processes now (``current``), where each is heading
+    (``target``), its size (``minimum``, ``maximum``) and what it saw. Two round trips."""
     names = sorted(n.decode("utf-8", "replace") for n in connection.smembers(keys.POOLS))
-    fields = keys.POOL_FIELDS + keys.POOL_WHERE
     with connection.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.hmget(keys.pool(name), fields)
+            pipe.hmget(keys.pool(name), POOL_READ)
         rows = pipe.execute()
-    pools = []
-    for name, row in zip(names, rows, strict=True):
-        if not any(row):
-            continue  # expired: its pool stopped reporting
-        texts = (v.decode("utf-8", "replace") if v is not None else "" for v in row)
-        raw = dict(zip(fields, texts, strict=True))
-        counts = {field: _count(raw[field]) for field in keys.POOL_FIELDS}
-        at = _number(raw["at"])
-        pools.append(
-            PoolInfo(
-                name=name,
-                host=raw["host"] or None,
-                pid=_count(raw["pid"]) or None,
-                at=from_ts(at) if at else None,
-                **counts,
-            )
-        )
-    return pools
+    return [pool for name, row in zip(names, rows, strict=True) if (pool := pool_from_row(name, row))]
+
+
+def pool_from_row(name: str, row: list[bytes | None]) -> PoolInfo | None:
+    """A pool from its record's ``POOL_READ`` values; None once it expired. Never raises."""
+    if not any(row):
+        return None
+    texts = (v.decode("utf-8", "replace") if v is not None else "" for v in row)
+    raw = dict(zip(POOL_READ, texts, strict=True))
+    counts = {field: _count(raw[field]) for field in keys.POOL_FIELDS}
+    at = _number(raw["at"])
+    return PoolInfo(
+        name=name,
+        host=raw["host"] or None,
+        pid=_count(raw["pid"]) or None,
+        at=from_ts(at) if at else None,
+        **counts,
+    )
 
 
 def _number(text: str) -> float:

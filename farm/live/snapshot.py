@@ -17,7 +17,7 @@ from redis import Redis
 from .. import keys
 from ..audit import parse_entry
 from ..config import FarmConfig
-from ..models import PRIORITY_ORDER, AuditEntry, ErrorKind, FarmStats, JobStatus, Priority
+from ..models import PRIORITY_ORDER, AuditEntry, ErrorKind, FarmStats, JobStatus, PoolInfo, Priority
 from ..pipelines import deps
 from ..records import float_or_none, read_job
 from ..timeutil import from_ts
@@ -103,6 +103,7 @@ class Snapshot(BaseModel):
     workers_alive: tuple[str, ...] = ()
     redis_restarts: int = 0  # times `farm up` restarted its embedded Redis
     redis_restarted_at: datetime | None = None
+    pools: tuple[PoolInfo, ...] = ()  # worker pools: processes now (current) and target, min, max
 
 
 def _text(value: bytes | None) -> str | None:
@@ -290,6 +291,7 @@ def take_snapshot(
         audit=audit,
         redis_rtt_ms=rtt_ms,
         workers_alive=state.workers_alive,
+        pools=state.pools,
         redis_restarts=int(float_or_none(restarts.get(b"count")) or 0),
         redis_restarted_at=from_ts(float_or_none(restarts.get(b"last"))),
     )

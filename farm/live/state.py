@@ -16,9 +16,10 @@ from redis import Redis
 from .. import keys
 from ..caps import caps_from_hash
 from ..config import FarmConfig
-from ..models import PRIORITY_ORDER, Caps, FarmStats, JobStatus, Priority, RendererStats
+from ..models import PRIORITY_ORDER, Caps, FarmStats, JobStatus, PoolInfo, Priority, RendererStats
 from ..records import Slot, float_or_none, number_map
 from ..transitions import registry_key
+from .roster import POOL_READ, pool_from_row
 
 HOUR_BUCKETS = 60
 THROUGHPUT_MINUTES = 30
@@ -38,6 +39,7 @@ class FarmState:
     scheduler_heartbeat: float | None
     buckets: tuple[dict[str, float], ...]  # per-minute counters, newest first
     deferred: dict[str, int] = field(default_factory=dict)  # waiting on other jobs (after=), by priority
+    pools: tuple[PoolInfo, ...] = ()  # worker pools reporting now (farm worker --workers N or MIN:MAX)
 
     @property
     def used_by_renderer(self) -> Counter[str]:
@@ -91,7 +93,12 @@ def read_state(connection: Redis, config: FarmConfig, now: float | None = None) 
         seconds, micros = connection.time()  # the clock heartbeats and slot times are written with
         now = seconds + micros / 1_000_000
     minute = int(now // 60)
-    held_renderers = sorted(m.decode("utf-8", "replace") for m in connection.smembers(keys.HELD_RENDERERS))
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.smembers(keys.HELD_RENDERERS)
+        pipe.smembers(keys.POOLS)
+        held_raw, pools_raw = pipe.execute()
+    held_renderers = sorted(m.decode("utf-8", "replace") for m in held_raw)
+    pool_names = sorted(m.decode("utf-8", "replace") for m in pools_raw)
     with connection.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.CAPS)
         pipe.hgetall(keys.SLOTS)
@@ -109,6 +116,8 @@ def read_state(connection: Redis, config: FarmConfig, now: float | None = None) 
         pipe.get(keys.SCHEDULER_HEARTBEAT)
         for offset in range(HOUR_BUCKETS):
             pipe.hgetall(keys.stats_bucket(minute - offset))
+        for name in pool_names:
+            pipe.hmget(keys.pool(name), POOL_READ)
         replies = iter(pipe.execute())
 
     caps_raw, slots_raw, paused_raw = next(replies), next(replies), next(replies)
@@ -126,13 +135,16 @@ def read_state(connection: Redis, config: FarmConfig, now: float | None = None) 
     workers_alive = tuple(sorted(w.decode("utf-8", "replace") for w in next(replies)))
     beat = next(replies)
     buckets = tuple(number_map(next(replies)) for _ in range(HOUR_BUCKETS))
+    pools = tuple(pool for name in pool_names if (pool := pool_from_row(name, next(replies))))
+    # What bounds concurrency: the processes alive, and those autoscaling pools may still start.
+    room = sum(max(0, pool.maximum - pool.current) for pool in pools)
 
     slots = sorted(
         (Slot.parse(job_id, value) for job_id, value in slots_raw.items()), key=lambda s: s.started
     )
     return FarmState(
         at=now,
-        caps=caps_from_hash(caps_raw, config, processes=len(workers_alive)),
+        caps=caps_from_hash(caps_raw, config, processes=len(workers_alive) + room),
         slots=tuple(slots),
         paused=frozenset(p.decode("utf-8", "replace") for p in paused_raw),
         queue_lengths=queue_lengths,
@@ -143,6 +155,7 @@ def read_state(connection: Redis, config: FarmConfig, now: float | None = None) 
         scheduler_heartbeat=float_or_none(beat),
         buckets=buckets,
         deferred=deferred,
+        pools=pools,
     )
 
 

@@ -229,6 +229,20 @@ async def test_w_shows_the_workers(live_app, procs, connection):
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
 
 
+async def test_an_autoscaling_pool_shows_its_processes_now_and_its_size(live_app, procs, connection):
+    procs.worker("--workers", "1:3", "--name", "tui-pool")
+    wait_workers(connection, 1)
+    app = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await until(pilot, lambda: "pool 1 of 1:3" in screen_text(app), what="the pool in the header")
+        await pilot.press("w")
+        await until(pilot, lambda: isinstance(app.screen, WorkersScreen))
+        await until(pilot, lambda: "tui-pool" in screen_text(app), what="the pool listed")
+        row = next(line for line in screen_text(app).splitlines() if "tui-pool" in line and "1:3" in line)
+        assert row.split("1:3")[1].split()[0] == "1", row  # processes now, after the size
+
+
 async def test_every_key_is_in_the_footer_and_the_help(live_app):
     app = live_app()
     async with app.run_test(size=SIZE) as pilot:
