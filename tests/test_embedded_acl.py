@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket as sockets
 import stat
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from farm.cli.embedded import EmbeddedRedis, read_admin_url, redis_binary, start
 from farm.cli.redis_conf import ADMIN_SECRET_NAME, redis_version, render_config
 from tests import test_embedded
 from tests.test_embedded import redis_processes, with_redis
-from tests.util import wait_for
+from tests.util import free_port, wait_for
 
 embedded_config = test_embedded.embedded_config  # the same fixture: a short data dir, FARM_CONFIG
 
@@ -62,12 +61,6 @@ REFUSED = [
     ("SWAPDB", "0", "1"),
     ("RESTORE", "k", "0", "x"),
 ]
-
-
-def free_port() -> int:
-    with sockets.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

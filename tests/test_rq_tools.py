@@ -4,7 +4,6 @@ workers view while jobs run (real `rq` CLI, real rq-dashboard)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from farm import Farm, JobStatus
-from tests.util import wait_for, wait_workers
+from tests.util import free_port, wait_for, wait_workers
 
 BIN = Path(sys.executable).parent
 
@@ -60,12 +59,6 @@ def test_rq_suspend_stops_new_starts_and_rq_info_reads_the_farm(farm: Farm, proc
     assert info.returncode == 0 and "medium" in info.stdout and "1 workers" in info.stdout
     assert rq("resume", url=redis_url).returncode == 0
     assert farm.wait(job_id, timeout=20).status is JobStatus.FINISHED
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_rq_dashboard_workers_view_works_while_jobs_run(farm: Farm, procs, connection, redis_url, tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,7 +23,7 @@ import pytest
 from redis import Redis
 
 from farm import Farm, InvalidJobError
-from tests.util import require_tool, wait_for, write_toml
+from tests.util import free_port, require_tool, wait_for, write_toml
 
 PASSWORD = "teammate-password-1234"
 TOKEN = "teammate-token-abcdefghijklmnop"
@@ -38,12 +37,6 @@ SCENE = textwrap.dedent(
             self.play(Create(Circle()), run_time=0.5)
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Box:

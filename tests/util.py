@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,3 +105,10 @@ def run_burst(config: FarmConfig, redis_url: str, name: str | None = None) -> No
 
 def wait_workers(connection: Redis, count: int, timeout: float = 15.0) -> None:
     wait_for(lambda: connection.zcard("farm:heartbeats") >= count, timeout, what=f"{count} workers")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

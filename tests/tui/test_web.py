@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import pytest
 from farm import Farm
 from farm.config import FarmConfig
 from farm.files.token import read_token
-from tests.util import IN_CI, require_tool, wait_for
+from tests.util import IN_CI, free_port, require_tool, wait_for
 
 ANSI = re.compile(rb"\x1b(\[[0-9;?<>=]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-B]|[=>78cDEHM])")
 
@@ -35,12 +34,6 @@ def playwright_api():
             pytest.fail("playwright (PyPI) is required in CI to drive Chromium")
         pytest.skip("playwright not installed")
     return sync_api
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def status(url: str, headers: dict[str, str] | None = None) -> int:
