@@ -491,8 +491,7 @@ class Farm:
         with redis_errors("workers"):
             return list_workers(self.connection, self.config)
 
-    def pools(self) -> builtins.list[PoolInfo]:
-        """The worker pools reporting now, on any box: processes now, target, min and max."""
+    def pools(self) -> builtins.list[PoolInfo]:  # reporting now, on any box: current, target, min, max
         with redis_errors("pools"):
             return list_pools(self.connection)
 

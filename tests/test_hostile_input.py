@@ -105,7 +105,8 @@ def test_a_deep_batch_is_refused_whole(farm: Farm, connection: Redis):
 cli_words = st.text(alphabet=string.printable + "é\u202e", max_size=12)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# A process per example (~1 s each): the parsing it reaches is fuzzed 300 times in-process above.
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     args=st.lists(
         st.one_of(
