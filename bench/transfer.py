@@ -91,7 +91,7 @@ def farm_round(
         url = sign(token, base, quoted("outputs", job_id, source.name), 600)
         target = source.parent / "farm-download" / source.name
         started = time.perf_counter()
-        transfer.download(http, url, target, files[0]["sha256"])
+        transfer.download(url, target, files[0]["sha256"])
         download = mbps(size, time.perf_counter() - started)
     target.unlink()
     by_curl = curl_round(curl, url, source)

@@ -72,8 +72,7 @@ def test_submit_with_files_uploads_commits_and_a_worker_elsewhere_fetches_them(
     recorded = list(farm.get(job_id).files)
     assert {f["name"]: f["sha256"] for f in recorded}["plates/big.bin"] == big
     dest = tmp_path / "fetched"
-    with transfer.client() as http:
-        transfer.fetch_inputs(http, serving.url, serving.token, job_id, recorded, dest)
+    transfer.fetch_inputs(serving.url, serving.token, job_id, recorded, dest)
     assert store.sha256_file(dest / "plates" / "big.bin") == big
     assert (dest / "intro.py").read_text() == "print('intro')\n"
 
@@ -91,7 +90,7 @@ def test_inputs_asked_before_the_commit_are_committed_first(
         missing = http.get(f"{serving.url}/inputs/{job_id}/in.bin", headers=serving.auth())
         assert missing.status_code == 404  # no job lists it: nothing is committed on a stranger's word
         make_job(connection, job_id, **{keys.F_FILES: files})
-        transfer.fetch_inputs(http, serving.url, serving.token, job_id, files, tmp_path / "got")
+        transfer.fetch_inputs(serving.url, serving.token, job_id, files, tmp_path / "got")
     assert store.sha256_file(tmp_path / "got" / "in.bin") == digest
     assert store.uploads_dir(serving.config, job_id).is_dir()
     assert not store.uploads_partial(serving.config, job_id).exists()

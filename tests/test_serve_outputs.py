@@ -4,8 +4,11 @@ them with signed, expiring URLs that resume with Range. Also the store's houseke
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -207,7 +210,7 @@ def test_signed_hostile_paths_and_links_serve_nothing(
 
 
 def test_an_interrupted_download_resumes_with_range_and_verifies(
-    serving: Serving, connection: Redis, tmp_path: Path
+    serving: Serving, connection: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job_id = uuid.uuid4().hex
     size = 8 * 1024 * 1024 + 5
@@ -222,10 +225,22 @@ def test_an_interrupted_download_resumes_with_range_and_verifies(
                 break  # the connection drops half-way
     had = target.with_name("movie.mp4.part").stat().st_size
     assert 0 < had < size
-    seen: list[tuple[str | None, int]] = []
-    hooks = {"response": [lambda r: seen.append((r.request.headers.get("range"), r.status_code))]}
-    with httpx.Client(event_hooks=hooks) as http:
-        transfer.download(http, url, target, digest)
+    seen: list[tuple[str | None, int]] = []  # what the real client asked and got (a spy, no fake)
+    request, getresponse = http.client.HTTPConnection.request, http.client.HTTPConnection.getresponse
+
+    def spy_request(self, method, path, body=None, headers={}, **kw):  # type: ignore[no-untyped-def]  # noqa: B006
+        seen.append((headers.get("Range"), 0))
+        return request(self, method, path, body, headers, **kw)
+
+    def spy_getresponse(self):  # type: ignore[no-untyped-def]
+        response = getresponse(self)
+        seen[-1] = (seen[-1][0], response.status)
+        return response
+
+    monkeypatch.setattr(http.client.HTTPConnection, "request", spy_request)
+    monkeypatch.setattr(http.client.HTTPConnection, "getresponse", spy_getresponse)
+    transfer.download(url, target, digest)
+    monkeypatch.undo()
     assert seen == [(f"bytes={had}-", 206)]
     assert store.sha256_file(target) == digest and not target.with_name("movie.mp4.part").exists()
 
@@ -233,6 +248,29 @@ def test_an_interrupted_download_resumes_with_range_and_verifies(
     assert (piece.status_code, piece.headers["content-range"]) == (206, f"bytes 10-19/{size}")
     assert piece.content == (serving.config.output_dir / job_id / "movie.mp4").read_bytes()[10:20]
     assert httpx.get(url, headers={"Range": f"bytes={size}-"}).status_code == 416
+
+
+def test_a_download_cut_off_mid_body_keeps_what_came_for_the_resume(tmp_path: Path) -> None:
+    """A server that promises 4 MiB and hangs up after 1.5: a TransferError that says to run it
+    again, and the bytes that arrived left in the .part file (not a half file under the name)."""
+    body = os.urandom(3 * 2**19)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve_once() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4194304\r\n\r\n" + body)
+
+    server = threading.Thread(target=serve_once, daemon=True)
+    server.start()
+    target = tmp_path / "movie.mp4"
+    with pytest.raises(transfer.TransferError, match="run it again to resume"):
+        transfer.download(f"http://127.0.0.1:{listener.getsockname()[1]}/x", target, "0" * 64)
+    server.join(timeout=5)
+    listener.close()
+    assert not target.exists()
+    assert target.with_name("movie.mp4.part").read_bytes() == body
 
 
 def test_housekeeping_drops_stale_uploads_and_publishes_orphaned_winners(

@@ -35,7 +35,7 @@ def test_memory_stays_flat_on_a_large_upload_and_download(
             files = transfer.upload(http, url, token, job_id, [("plate.exr", tmp_path / "plate.exr")])
             after_upload = peak_rss_mb(proc.pid)
             make_job(connection, job_id, **{keys.F_FILES: files})
-            transfer.fetch_inputs(http, url, token, job_id, files, tmp_path / "fetched")
+            transfer.fetch_inputs(url, token, job_id, files, tmp_path / "fetched")
         after_download = peak_rss_mb(proc.pid)
     assert files == [{"name": "plate.exr", "size": BIG, "sha256": digest}]
     assert store.sha256_file(tmp_path / "fetched" / "plate.exr") == digest

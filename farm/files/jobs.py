@@ -108,18 +108,17 @@ def download(
     files = outputs(connection, config, info)
     local = Path(str((info.result or {}).get("output_dir") or ""))
     paths = []
-    with transfer.client() as http:
-        for item in files:
-            path = inside(target, item.name)
-            if item.url:
-                paths.append(transfer.download(http, item.url, path, item.sha256))
-            elif local.is_dir() and (local / item.name).is_file():
-                paths.append(_copy(local / item.name, path, item.sha256))
-            else:
-                raise transfer.TransferError(
-                    f"cannot fetch {item.name}: no farm serve to ask, or no farm token here "
-                    f"(${config.serve.token_env})"
-                )
+    for item in files:
+        path = inside(target, item.name)
+        if item.url:
+            paths.append(transfer.download(item.url, path, item.sha256))
+        elif local.is_dir() and (local / item.name).is_file():
+            paths.append(_copy(local / item.name, path, item.sha256))
+        else:
+            raise transfer.TransferError(
+                f"cannot fetch {item.name}: no farm serve to ask, or no farm token here "
+                f"(${config.serve.token_env})"
+            )
     return paths
 
 

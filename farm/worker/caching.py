@@ -88,12 +88,11 @@ def _reuse(
                 _link(store.inside(folder, name), store.inside(staging, name))
         else:
             by_name = {o.name: o for o in jobs.outputs(connection, config, source)}
-            with transfer.client() as http:
-                for name in names:
-                    item = by_name.get(name)
-                    if item is None or not item.url:
-                        raise transfer.TransferError(f"no signed URL for {name}")
-                    transfer.download(http, item.url, store.inside(staging, name), item.sha256)
+            for name in names:
+                item = by_name.get(name)
+                if item is None or not item.url:
+                    raise transfer.TransferError(f"no signed URL for {name}")
+                transfer.download(item.url, store.inside(staging, name), item.sha256)
     except (OSError, FarmError):
         entries.drop(connection, [entry.key])
         shutil.rmtree(staging, ignore_errors=True)

@@ -89,8 +89,7 @@ def inputs_dir(
     base, farm_token = _remote(place)
     dest = fetched_dir(config, job_id, token)
     try:
-        with transfer.client() as http:
-            transfer.fetch_inputs(http, base, farm_token, job_id, files, dest)
+        transfer.fetch_inputs(base, farm_token, job_id, files, dest)
     except FarmError as exc:
         shutil.rmtree(dest, ignore_errors=True)
         raise RenderError(

@@ -93,8 +93,7 @@ def _fetch(
     if not item.url:
         raise RenderError(ErrorKind.API_ERROR, f"{ref.text()}: this worker cannot reach the farm's store")
     try:
-        with transfer.client() as http:
-            transfer.download(http, item.url, dest, item.sha256)
+        transfer.download(item.url, dest, item.sha256)
     except FarmError as exc:
         raise RenderError(
             ErrorKind.API_ERROR, f"could not fetch {ref.text()} from the store: {exc}"
