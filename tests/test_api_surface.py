@@ -35,6 +35,14 @@ def test_farm_does_not_import_textual():
     assert out.stdout.strip() == "False"
 
 
+def test_workers_and_the_api_import_no_http_client():
+    """httpx (with the rich, pygments and click its CLI pulls in) costs every process ~0.2 s and
+    ~7 MB, and a worker's RSS is paid again by every fork: it is imported when a file moves."""
+    code = "import sys, farm, farm.worker.worker, farm.client; print('httpx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_key_formats_match_rq():
     from redis import Redis
     from rq.queue import Queue

@@ -148,6 +148,25 @@ def test_the_winning_commit_publishes_and_rewrites_the_result(
     assert store.sha256_file(tmp_path / "mine" / "movie.mp4") == files[0]["sha256"]
 
 
+def test_a_download_right_after_a_remote_run_finished_does_not_wait_for_its_commit(
+    serving: Serving, connection: Redis, farm: Farm, tmp_path: Path
+) -> None:
+    """The run on another box recorded its end; its commit has not arrived (it is on its way, or
+    its worker died): the teammate's download publishes the winner's files and gets them."""
+    job_id, run = uuid.uuid4().hex, uuid.uuid4().hex
+    make_job(connection, job_id)
+    staging, files = rendered_elsewhere(tmp_path, job_id, run)
+    with transfer.client() as http:
+        own(connection, job_id, run)
+        transfer.send_outputs(http, serving.url, serving.token, job_id, run, staging, files)
+        recorded = remote_result(staging, job_id, ["movie.mp4", "frames/shot 1 é#?.png"])
+        finish(connection, job_id, run, recorded)
+        paths = farm.download(job_id, tmp_path / "mine")
+        assert store.sha256_file(tmp_path / "mine" / "movie.mp4") == files[0]["sha256"] and len(paths) == 2
+        transfer.commit_outputs(http, serving.url, serving.token, job_id, run)  # late: already published
+    assert job_result(connection, job_id)["output_dir"] == str(serving.config.output_dir / job_id)
+
+
 def publish_locally(config: FarmConfig, connection: Redis, job_id: str, size: int) -> str:
     """A finished job whose output the render host published in the store; returns its sha256."""
     out = config.output_dir / job_id

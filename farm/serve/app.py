@@ -268,7 +268,29 @@ class StoreApp:
                 raise HTTPException(404, f"no job {job_id}")
             return JSONResponse(_listing(record.result))
         name = await self._name(request)
+        recorded_here = str(publish.published_dir(self.config, job_id, record.result)) == (
+            record.result or {}
+        ).get("output_dir")
+        if exists and not recorded_here and await self._publish_winner(job_id):
+            _, record = await self._job(job_id, keys.F_RESULT)
         return await self._file(request, publish.published_dir(self.config, job_id, record.result), name)
+
+    async def _publish_winner(self, job_id: str) -> bool:
+        """A run on another box records its end, then asks the store to publish (``commit``): a
+        download in between would find nothing. Until then its result names no dir of this store,
+        so publish the recorded winner's staged files now (what its commit would do; a later
+        commit finds them published). Runs of this host always name their dir here: untouched."""
+        status, ended_by = await self._redis(
+            self.connection.hmget, keys.job(job_id), keys.RQ_STATUS, keys.F_ENDED_BY
+        )
+        run_token = ended_by.decode("ascii", "replace") if ended_by else ""
+        if status != b"finished" or not RUN_TOKEN_RE.fullmatch(run_token):
+            return False
+        async with self.locks.hold(f"outputs:{job_id}.{run_token}"):
+            outcome = await to_thread.run_sync(
+                publish.publish_run, self.connection, self.config, job_id, run_token
+            )
+        return outcome.status < 300
 
 
 def _listing(result: dict[str, Any] | None) -> list[dict[str, Any]]:
