@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hmac
-import ipaddress
 import logging
 import re
 import shlex
@@ -28,20 +27,11 @@ from rich.logging import RichHandler
 from textual_serve.server import Server
 
 from farm.config import FarmConfig, load_config
+from farm.files.token import is_loopback
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 COOKIE = "farm_web_token"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def web_address(config: FarmConfig, port: int | None = None, bind: str | None = None) -> tuple[str, int]:

@@ -17,7 +17,7 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -228,7 +228,7 @@ class JobRecord:
     @property
     def corrupt_error(self) -> str | None:
         """The error a job failed for its unreadable record gets, or None when it reads fine."""
-        return f"corrupt job record: {', '.join(self.corrupt)}" if self.corrupt else None
+        return corrupt_error(self.corrupt) if self.corrupt else None
 
 
 CORRUPT = "corrupt job record: "  # + the unreadable fields (dispatch.lua writes it too)
@@ -253,33 +253,28 @@ def _history(fields: _Fields) -> tuple[Attempt, ...]:
 
 
 def _files(fields: _Fields) -> tuple[dict[str, Any], ...]:
-    blob = fields.text(keys.F_FILES)
-    if blob is None:
-        return ()
-    try:
-        items = safe_json(blob)
-    except ValueError:
-        items = None
-    good = isinstance(items, list) and all(
-        isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("sha256"), str)
-        for i in items
+    return _json_list(
+        fields,
+        keys.F_FILES,
+        lambda i: isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("sha256"), str),
     )
-    if not good:
-        fields.bad(keys.F_FILES)
-        return ()
-    return tuple(items)
 
 
 def _after(fields: _Fields) -> tuple[str, ...]:
-    blob = fields.text(keys.RQ_DEPENDENCY_IDS)
+    return _json_list(fields, keys.RQ_DEPENDENCY_IDS, lambda i: isinstance(i, str) and 0 < len(i) <= 128)
+
+
+def _json_list(fields: _Fields, field: str, good: Callable[[Any], bool]) -> tuple[Any, ...]:
+    """The JSON list stored in ``field`` when every item is ``good``; else () and the field bad."""
+    blob = fields.text(field)
     if blob is None:
         return ()
     try:
         items = safe_json(blob)
     except ValueError:
         items = None
-    if not isinstance(items, list) or not all(isinstance(i, str) and 0 < len(i) <= 128 for i in items):
-        fields.bad(keys.RQ_DEPENDENCY_IDS)
+    if not isinstance(items, list) or not all(good(i) for i in items):
+        fields.bad(field)
         return ()
     return tuple(items)
 

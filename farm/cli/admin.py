@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import FarmError, InvalidJobError
-from .group import POOL_SIZE, Context, as_json_text, cli, pass_ctx
+from .group import Context, as_json_text, cli, deploy_options, pass_ctx, workers_option
 
 if TYPE_CHECKING:
     from ..worker.scaling import PoolSize
@@ -128,20 +128,8 @@ def audit(obj: Context, limit: int, as_json: bool) -> None:
 
 
 @cli.command(name="supervisor-config")
-@click.option(
-    "--workers",
-    "-n",
-    type=POOL_SIZE,
-    default=None,
-    help="worker processes, N or MIN:MAX (default [worker] processes, max_processes)",
-)
-@click.option(
-    "--directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="the programs' working directory (default: the current one)",
-)
-@click.option("--user", default=None, help="the user the programs run as (default: you)")
+@workers_option()
+@deploy_options("the programs")
 @pass_ctx
 def supervisor_config(
     obj: Context, workers: PoolSize | None, directory: Path | None, user: str | None
@@ -167,20 +155,8 @@ def token(obj: Context) -> None:
 
 
 @cli.command(name="systemd-config")
-@click.option(
-    "--workers",
-    "-n",
-    type=POOL_SIZE,
-    default=None,
-    help="worker processes, N or MIN:MAX (default [worker] processes, max_processes)",
-)
-@click.option(
-    "--directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="the units' working directory (default: the current one)",
-)
-@click.option("--user", default=None, help="the user the units run as (default: you)")
+@workers_option()
+@deploy_options("the units")
 @click.option(
     "-o",
     "--output-dir",

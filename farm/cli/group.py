@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -67,6 +69,38 @@ class PoolSizeType(click.ParamType):
 
 
 POOL_SIZE = PoolSizeType()
+
+
+def workers_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The one process-count option of every command that sizes a pool (``worker``, ``up``,
+    the supervisor and systemd configs): ``--workers N`` or ``MIN:MAX`` (autoscaling), with
+    ``--processes`` kept as its old name; passed as ``workers``, None for the config's default."""
+    return click.option(
+        "--workers",
+        "--processes",
+        "-n",
+        "workers",
+        type=POOL_SIZE,
+        default=None,
+        help="worker processes: N, or MIN:MAX to scale with the work that can start now "
+        "(default [worker] processes, max_processes; --processes is the old name)",
+    )
+
+
+def deploy_options(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--directory`` and ``--user`` of the supervisor and systemd configs (``what``: the
+    programs, the units)."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option("--user", default=None, help=f"the user {what} run as (default: you)")(command)
+        return click.option(
+            "--directory",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help=f"{what}' working directory (default: the current one)",
+        )(command)
+
+    return decorate
 
 
 class FarmGroup(click.Group):

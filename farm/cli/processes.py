@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .group import POOL_SIZE, Context, cli, pass_ctx
+from .group import Context, cli, pass_ctx, workers_option
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -46,20 +46,11 @@ def connect_when_up(obj: Context, url: str) -> Redis:
 
 
 @cli.command()
-@click.option(
-    "--workers",
-    "--processes",
-    "-n",
-    "processes",
-    type=POOL_SIZE,
-    default=None,
-    help="worker processes: N, or MIN:MAX to scale with the work that can start now "
-    "(default [worker] processes, max_processes; --processes is the old name)",
-)
+@workers_option()
 @click.option("--name", default=None, help="worker name (a prefix when --workers > 1)")
 @click.option("--burst", is_flag=True, help="quit when there is nothing left to do")
 @pass_ctx
-def worker(obj: Context, processes: PoolSize | None, name: str | None, burst: bool) -> None:
+def worker(obj: Context, workers: PoolSize | None, name: str | None, burst: bool) -> None:
     """Run workers serving high, medium, low (in that order)."""
     from .. import caps, policy
     from ..worker.pool import FarmWorkerPool
@@ -71,7 +62,7 @@ def worker(obj: Context, processes: PoolSize | None, name: str | None, burst: bo
     caps.seed(connection, obj.config)
     policy.publish(connection, obj.config, only_if_absent=True)  # the render host's wins once it runs
     config = policy.apply(obj.config, policy.read(connection), submit_side=False)
-    size = processes or PoolSize.from_config(config.worker)
+    size = workers or PoolSize.from_config(config.worker)
     if size.fixed and size.maximum == 1:
         FarmWorker(connection=connection, config=config, name=name).work(burst=burst, logging_level="INFO")
     else:
@@ -117,15 +108,7 @@ def serve(obj: Context, port: int | None) -> None:
 
 
 @cli.command()
-@click.option(
-    "--workers",
-    "--processes",
-    "-n",
-    "workers",
-    type=POOL_SIZE,
-    default=None,
-    help="worker processes: N, or MIN:MAX to scale with the work (default [worker] processes, max_processes)",
-)
+@workers_option()
 @click.option("--demo", is_flag=True, help="keep a trickle of demo jobs flowing")
 @click.option("--no-tui", is_flag=True, help="run headless (Ctrl-C stops everything)")
 @pass_ctx

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 import time
@@ -91,3 +92,15 @@ def bearer_ok(token: str, header: str | None) -> bool:
 def quoted(*parts: str) -> str:
     """A URL path from parts (each quoted, slashes inside a part kept for nested file names)."""
     return "/" + "/".join(quote(part, safe="/") for part in parts)
+
+
+def is_loopback(host: str) -> bool:
+    """True for a name or address of this machine's loopback (``localhost``, 127.0.0.0/8, ::1,
+    bracketed or not): where farm serve's /metrics and farm web need no farm token."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

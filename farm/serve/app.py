@@ -316,8 +316,7 @@ async def _bad_input(request: Request, exc: Exception) -> Response:
 
 
 def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    return host in ("127.0.0.1", "::1", "localhost")
+    return tokens.is_loopback(request.client.host if request.client else "")
 
 
 def metrics_route(routes_of: StoreApp) -> Callable[[Request], Any]:

@@ -7,7 +7,6 @@ the ``farm serve`` command and ``farm up`` call.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import signal
 import socket
@@ -48,21 +47,12 @@ def listen_address(config: FarmConfig, port: int | None = None) -> tuple[str, in
     return "127.0.0.1", config.serve.port if port is None else port
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def public_url(config: FarmConfig, host: str, port: int) -> str:
     """How other boxes reach this server: ``[serve] url``, else this host's name (a wildcard
     bind), the bound address (a specific one) or 127.0.0.1 (loopback)."""
     if config.serve.url:
         return config.serve.url.rstrip("/")
-    if _loopback(host):
+    if token.is_loopback(host):
         name = "127.0.0.1"
     elif host in WILDCARDS:
         name = socket.gethostname()
