@@ -170,6 +170,57 @@ def test_farm_up_no_tui_demo_end_to_end(embedded_config):
     server.stop()
 
 
+def _children(parent: int) -> list[int]:
+    """Processes whose parent is ``parent`` (from /proc: farm up's children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat_line = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat_line.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=["terminal-closed", "killed"])
+def test_farm_ups_processes_never_outlive_it(embedded_config, sig):
+    """A closed terminal (SIGHUP) stops the farm as Ctrl-C does; even a SIGKILLed farm up leaves
+    no scheduler, farm serve or workers behind to run beside the next one (its Redis stays, for
+    the next farm up to reuse)."""
+    up = subprocess.Popen(
+        [sys.executable, "-m", "farm", "up", "--no-tui", "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    server = EmbeddedRedis(embedded_config)
+    try:
+        farm = Farm.connect(config=embedded_config) if wait_for(server.alive, timeout=30) else None
+        assert farm is not None
+        wait_for(lambda: farm.stats().workers == 1 and farm.stats().scheduler_alive, timeout=30, what="up")
+        children = [pid for pid in _children(up.pid) if not redis_processes(server.socket).count(pid)]
+        assert len(children) == 3, children  # scheduler, farm serve, the worker pool
+        up.send_signal(sig)
+        output, _ = up.communicate(timeout=60)
+        wait_for(lambda: not any(_alive(pid) for pid in children), timeout=30, what="its children gone")
+        if sig == signal.SIGHUP:
+            assert up.returncode == 0 and "stopped" in output, output
+    finally:
+        if up.poll() is None:
+            up.kill()
+        server.stop()
+
+
 def test_embedded_redis_on_the_lan_with_a_password(embedded_config, monkeypatch):
     import socket as sockets
 

@@ -12,6 +12,7 @@ restarts are counted in ``farm:redis:restarts`` so the TUI header can show them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import caps, keys, policy
@@ -117,6 +118,7 @@ class Children:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
+                preexec_fn=_follow(os.getpid()),
             )
 
     def restart_dead(self) -> None:
@@ -183,6 +185,25 @@ class Children:
         proc.wait()
 
 
+def _follow(parent: int) -> Callable[[], None]:
+    """Run in a child between fork and exec: it gets SIGTERM (a clean stop: workers finish or
+    requeue their jobs) when ``farm up`` dies, even by SIGKILL, instead of living on beside the
+    next ``farm up``'s children. (The embedded Redis is left: the next ``farm up`` reuses it.)"""
+    from ..worker.pool import PR_SET_PDEATHSIG
+
+    try:  # resolved here, not in the child: a fork of a threaded process should only call prctl
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+
+    def follow() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return follow
+
+
 def start_farm(config: FarmConfig, workers: PoolSize | int) -> tuple[str, EmbeddedRedis | None, Children]:
     embedded = None
     if not (os.environ.get(REDIS_URL_ENV) or config.redis.url):
@@ -236,7 +257,8 @@ def run_up(
     supervisor.start()
     try:
         if tui:
-            (run_ui or load_ui())(config, url)
+            with _hangup_stops():
+                (run_ui or load_ui())(config, url)
         else:
             print(
                 f"farm up: {workers} workers{' (scaling with the work)' if ':' in str(workers) else ''}, "
@@ -271,13 +293,31 @@ def load_ui(name: str = "tui") -> Callable[..., None]:
     raise FarmError(f"the {name} UI is not installed (no 'farm.ui' entry point {name!r}): reinstall farm")
 
 
+@contextlib.contextmanager
+def _hangup_stops() -> Iterator[None]:
+    """While the UI runs: a closed terminal (SIGHUP, whose default would end this process at
+    once and leave the farm's processes running) ends the UI like ``q``, and the farm stops."""
+
+    def on_hangup(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGHUP, on_hangup)
+    try:
+        yield
+    except KeyboardInterrupt:
+        log.warning("farm up: the terminal went away; stopping the farm")
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def _wait_for_interrupt() -> None:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP: the terminal (or ssh session) went away; stop as cleanly as for Ctrl-C.
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         while not stop.wait(1.0):
             pass
